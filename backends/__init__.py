@@ -1,0 +1,108 @@
+"""Array libraries behind vnn: which library, which device, moving data there and back.
+
+This package is the only place that imports numpy, cupy, torch or array_api_strict. The math in
+``vnn`` receives an Array API namespace ``xp`` from a :class:`Backend` and never knows which
+library runs it.
+
+>>> from backends import resolve
+>>> be = resolve(device="cpu")
+>>> be.name, be.device_name
+('numpy', 'cpu')
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from backends._base import Backend, HostRNG
+
+__all__ = [
+    "Backend",
+    "HostRNG",
+    "available",
+    "backend_of",
+    "host_rng",
+    "resolve",
+    "to_numpy",
+]
+
+#: backend name -> module that defines it
+_MODULES = {
+    "numpy": "backends.numpy",
+    "cupy": "backends.cupy",
+    "torch": "backends.torch",
+    "array_api_strict": "backends.strict",
+}
+_ALIASES = {"np": "numpy", "cp": "cupy", "pytorch": "torch", "strict": "array_api_strict"}
+
+
+def _module(name: str) -> Any:
+    key = _ALIASES.get(name, name)
+    if key not in _MODULES:
+        raise ValueError(
+            f"backend={name!r} is not known; expected one of {sorted(_MODULES)} (or None to "
+            "choose from device)"
+        )
+    return importlib.import_module(_MODULES[key])
+
+
+def resolve(device: str | None = "cpu", backend: str | None = None) -> Backend:
+    """Return the backend for ``device`` (and ``backend``, when given).
+
+    ``device="cpu"`` picks NumPy; ``"cuda"`` or ``"cuda:N"`` picks CuPy on that GPU.
+    ``backend="torch"`` or ``backend="array_api_strict"`` picks another Array API library, with
+    that library's device names (``"cpu"``, ``"cuda:0"``; ``"CPU_DEVICE"``, ``"device1"``).
+    """
+    if device is not None and not isinstance(device, str):
+        device = str(device)
+    if backend is None:
+        if device is None or device == "cpu":
+            backend = "numpy"
+        elif device == "cuda" or device.startswith("cuda:"):
+            backend = "cupy"
+        else:
+            raise ValueError(
+                f"device={device!r} is not known without a backend; expected 'cpu', 'cuda' or "
+                "'cuda:N', or name the library with backend='torch' | 'array_api_strict' | ..."
+            )
+    elif not isinstance(backend, str):
+        raise TypeError(f"backend must be a string or None, got {type(backend).__name__}")
+    return _module(backend).make(device)
+
+
+def backend_of(array: Any) -> Backend | None:
+    """The backend an array already lives on, or ``None`` for host data (NumPy, lists)."""
+    root = type(array).__module__.split(".")[0]
+    if root in ("cupy", "torch", "array_api_strict"):
+        return _module(root).of(array)
+    return None
+
+
+def available() -> list[Backend]:
+    """Every backend importable here, on each device worth testing.
+
+    numpy; array_api_strict on its default device and on ``device1``; torch on the CPU when
+    installed; cupy when a GPU is present.
+    """
+    out: list[Backend] = []
+    for name in _MODULES:
+        out.extend(_module(name).available())
+    return out
+
+
+def host_rng(seed: int | None) -> HostRNG:
+    """The host-side random generator (NumPy's PCG64) that draws weights and batch orders."""
+    from backends import numpy as _np_backend
+
+    return _np_backend.host_rng(seed)
+
+
+def to_numpy(array: Any) -> Any:
+    """Copy any supported array (NumPy, CuPy, torch, array_api_strict) to a NumPy array."""
+    be = backend_of(array)
+    if be is None:
+        from backends import numpy as _np_backend
+
+        return _np_backend.host_asarray(array)
+    return be.to_numpy(array)

@@ -1,0 +1,136 @@
+"""The :class:`Backend` every array library implements: namespace, device, transfers."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class HostRNG(Protocol):
+    """What vnn draws on the host: normal weights and batch orders (a ``numpy.random.Generator``)."""
+
+    def standard_normal(self, size: Any = ...) -> Any: ...
+
+    def permutation(self, x: Any) -> Any: ...
+
+
+DTYPES = ("float32", "float64")
+
+
+class Backend:
+    """One array library on one device.
+
+    Subclasses set ``name`` and implement ``_from_numpy``, ``to_numpy``, ``_owns`` and
+    ``synchronize``. Everything else is shared.
+    """
+
+    name: str = "?"
+
+    def __init__(self, xp: Any, device: Any, device_name: str) -> None:
+        self.xp = xp
+        self.device = device
+        self.device_name = device_name
+
+    # -- what each library implements ---------------------------------------------------------
+    def _from_numpy(self, host: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """Copy an array of this backend to a NumPy array on the host."""
+        raise NotImplementedError
+
+    def _array_device(self, array: Any) -> Any:
+        """The device of an array of this library (compared with ``self.device``)."""
+        return array.device
+
+    def synchronize(self) -> None:
+        """Wait until queued device work has finished (a no-op on the CPU)."""
+
+    # -- shared ---------------------------------------------------------------------------------
+    def dtype(self, name: str) -> Any:
+        """The namespace's float dtype called ``name`` ("float32" or "float64")."""
+        if name not in DTYPES:
+            raise ValueError(f"dtype={name!r} is not supported; expected one of {list(DTYPES)}")
+        return getattr(self.xp, name)
+
+    def from_host(self, data: Any, dtype: str | None = None) -> Any:
+        """Move host data (a NumPy array, a list, a scalar) to this backend's device."""
+        host = np.asarray(data, dtype=dtype)
+        return self._from_numpy(np.ascontiguousarray(host))
+
+    def accept(self, data: Any, name: str, dtype: str | None = None) -> Any:
+        """``data`` as an array of this backend, for the argument called ``name``.
+
+        Host data (NumPy arrays, lists, scalars) is checked and moved to the device. An array
+        that already belongs to this library and device is used where it is (cast to ``dtype``
+        if it has another). An array of another library or device is refused with a clear error:
+        vnn never moves data between devices behind the user's back.
+        """
+        if self.owns(data):
+            if not self.same_device(data):
+                raise ValueError(
+                    f"{name} is on device {self._array_device(data)!r} but the model is on "
+                    f"{self.device_name!r} ({self.name}); move it there first"
+                )
+            kind = _kind_of(self.xp, data)
+            _check_kind(kind, name, f"{self.name} array of dtype {data.dtype}")
+            if dtype is not None and data.dtype != self.dtype(dtype):
+                data = self.xp.astype(data, self.dtype(dtype))
+            return data
+        root = type(data).__module__.split(".")[0]
+        if root in ("cupy", "torch", "array_api_strict", "jax", "jaxlib", "dask"):
+            raise TypeError(
+                f"{name} is a {root} array but the model runs on {self.name} "
+                f"({self.device_name!r}); pass a {self.name} array on that device or host data "
+                "(NumPy / lists), or build the model with backend=/device= for that library"
+            )
+        try:
+            host = np.asarray(data)
+        except Exception as exc:
+            raise TypeError(f"{name} could not be read as an array: {exc}") from exc
+        _check_kind(host.dtype.kind, name, f"array of dtype {host.dtype}")
+        return self.from_host(host, dtype)
+
+    def owns(self, array: Any) -> bool:
+        """Whether ``array`` is of this library (on any device)."""
+        return type(array).__module__.split(".")[0] == self._root
+
+    _root: str = "?"
+
+    def same_device(self, array: Any) -> bool:
+        return bool(self._array_device(array) == self.device)
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, device={self.device_name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Backend)
+            and other.name == self.name
+            and other.device_name == self.device_name
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.device_name))
+
+
+def _kind_of(xp: Any, array: Any) -> str:
+    """NumPy-style dtype kind letter of an Array API array ('b', 'i', 'u', 'f', 'c')."""
+    dt = array.dtype
+    if dt == xp.bool:
+        return "b"
+    for kind, names in (("f", ("float32", "float64", "float16")),
+                        ("c", ("complex64", "complex128")),
+                        ("i", ("int8", "int16", "int32", "int64")),
+                        ("u", ("uint8", "uint16", "uint32", "uint64"))):
+        if any(hasattr(xp, n) and dt == getattr(xp, n) for n in names):
+            return kind
+    return "?"
+
+
+def _check_kind(kind: str, name: str, what: str) -> None:
+    if kind == "c":
+        raise TypeError(f"{name} is complex ({what}); expected real numbers")
+    if kind not in "biuf":
+        raise TypeError(f"{name} is not numeric ({what}); expected an array of real numbers")

@@ -1,0 +1,69 @@
+"""CuPy on an NVIDIA GPU: ``device="cuda"`` or ``"cuda:N"``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from backends._base import Backend
+
+
+def _cupy() -> Any:
+    try:
+        import cupy
+    except ImportError as exc:
+        raise ImportError(
+            "device='cuda' needs CuPy: pip install 'vanilla-nn[cuda12]' (CUDA 12) or "
+            "'vanilla-nn[cuda13]' (CUDA 13)"
+        ) from exc
+    return cupy
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+    _root = "cupy"
+
+    def _from_numpy(self, host: np.ndarray) -> Any:
+        with self.device:
+            return _cupy().asarray(host)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        return np.asarray(array.get())
+
+    def synchronize(self) -> None:
+        self.device.synchronize()
+
+
+def _index(device: str | None) -> int:
+    if device in (None, "cuda"):
+        return int(_cupy().cuda.runtime.getDevice())
+    text = str(device)
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return int(text[5:])
+    raise ValueError(f"device={device!r} is not a CUDA device; expected 'cuda' or 'cuda:N'")
+
+
+def make(device: str | None) -> Backend:
+    cupy = _cupy()
+    import array_api_compat.cupy as xp_cupy
+
+    index = _index(device)
+    count = cupy.cuda.runtime.getDeviceCount()
+    if index >= count:
+        raise ValueError(f"device={device!r}: CuPy sees {count} GPU(s) (cuda:0..cuda:{count - 1})")
+    return CupyBackend(xp_cupy, cupy.cuda.Device(index), f"cuda:{index}")
+
+
+def of(array: Any) -> Backend:
+    return make(f"cuda:{array.device.id}")
+
+
+def available() -> list[Backend]:
+    try:
+        cupy = _cupy()
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return []
+    except Exception:  # no CuPy, no driver or no GPU: nothing to offer
+        return []
+    return [make("cuda:0")]

@@ -1,0 +1,67 @@
+"""PyTorch tensors (CPU or CUDA) through array-api-compat's torch namespace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from backends._base import Backend
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "backend='torch' needs PyTorch: pip install 'vanilla-nn[torch]'"
+        ) from exc
+    return torch
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    _root = "torch"
+
+    def _from_numpy(self, host: np.ndarray) -> Any:
+        torch = _torch()
+        return torch.as_tensor(host, device=self.device)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        return array.detach().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            _torch().cuda.synchronize(self.device)
+
+
+def make(device: str | None) -> Backend:
+    torch = _torch()
+    import array_api_compat.torch as xp_torch
+
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; expected 'cpu', 'cuda' or 'cuda:N'"
+        ) from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: torch sees no CUDA GPU here")
+        dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
+    return TorchBackend(xp_torch, dev, str(dev))
+
+
+def of(array: Any) -> Backend:
+    return make(str(array.device))
+
+
+def available() -> list[Backend]:
+    try:
+        torch = _torch()
+    except ImportError:
+        return []
+    out = [make("cpu")]
+    if torch.cuda.is_available():
+        out.append(make("cuda:0"))
+    return out

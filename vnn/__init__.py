@@ -1,0 +1,36 @@
+"""vanilla-nn: feedforward networks trained exactly as the derivation writes them.
+
+The math (Eqns 1-16 and Algorithm 1.9) is written once against the Python Array API standard and
+runs on NumPy, CuPy (``device="cuda"``), PyTorch and array-api-strict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vnn.gradcheck import check_gradients, numerical_gradients
+from vnn.network import MLP
+from vnn.optim import SGD, Adam, Momentum, Optimizer
+from vnn.train import History
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "SGD",
+    "Adam",
+    "History",
+    "Momentum",
+    "Optimizer",
+    "__version__",
+    "check_gradients",
+    "numerical_gradients",
+    "to_numpy",
+]
+
+
+def to_numpy(array: Any) -> Any:
+    """Copy an array of any supported library (NumPy, CuPy, torch, array_api_strict) to NumPy."""
+    import backends
+
+    return backends.to_numpy(array)

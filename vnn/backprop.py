@@ -1,0 +1,84 @@
+"""Forward propagation, empirical risk and backpropagation for a batch (Eqns 1-3, 7-14).
+
+Pure functions on an Array API namespace ``xp``. A batch is rows: ``A`` has shape (n, m), so
+Eqn (1) for a batch reads ``Z = A Wᵀ + b`` with W^(ℓ) of shape (m_ℓ, m_{ℓ−1}) as in the
+derivation, and δ^(ℓ) is stored as the rows of an (n, m_ℓ) array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vnn.activations import Activation
+from vnn.losses import Loss, Output, output_delta
+
+Array = Any
+
+
+def forward(xp: Any, Ws: list[Array], bs: list[Array], hidden: list[Activation],
+            output: Output, X: Array) -> tuple[list[Array], list[Array]]:
+    """Eqns (1)-(2) for every layer: returns ``Zs = [z(1)..z(L)]`` and ``As = [a(0)=X, .., a(L)]``."""
+    Zs: list[Array] = []
+    As: list[Array] = [X]
+    L = len(Ws)
+    for ell in range(L):
+        Z = As[-1] @ Ws[ell].T + bs[ell]  # Eqn (1): z(ℓ) = W(ℓ) a(ℓ−1) + b(ℓ)
+        phi = hidden[ell].phi if ell < L - 1 else output.phi
+        Zs.append(Z)
+        As.append(phi(xp, Z))  # Eqn (2): a(ℓ) = φ(ℓ)(z(ℓ))
+    return Zs, As
+
+
+def l2_penalty(xp: Any, Ws: list[Array], lam: float) -> Array | float:
+    """The regulariser of Eqn (3): λ/2 Σ_ℓ ‖W(ℓ)‖_F² (weights only, never biases)."""
+    if lam == 0.0:
+        return 0.0
+    return 0.5 * lam * sum(xp.sum(W * W) for W in Ws)
+
+
+def risk(xp: Any, loss: Loss, Zs: list[Array], As: list[Array], Y: Array, Ws: list[Array],
+         lam: float) -> Array:
+    """Eqn (3) on a batch: (1/|B|) Σ_i ℓ_i + λ/2 Σ_ℓ ‖W(ℓ)‖_F², as a 0-d array on the device."""
+    n = Y.shape[0]
+    return loss.total(xp, Zs[-1], As[-1], Y) / n + l2_penalty(xp, Ws, lam)
+
+
+def deltas(xp: Any, Ws: list[Array], hidden: list[Activation], output: Output, loss: Loss,
+           Zs: list[Array], As: list[Array], Y: Array) -> list[Array]:
+    """δ(ℓ) = ∂ℓ_i/∂z(ℓ) per sample (Eqn 7), rows of (n, m_ℓ) arrays, for ℓ = 1..L.
+
+    δ(L) from Eqn (10), (11) or (12); then Eqn (13) down to ℓ = 1:
+    δ(ℓ) = (W(ℓ+1))ᵀ δ(ℓ+1) ⊙ φ(ℓ)′(z(ℓ)), which for rows is ``(δ(ℓ+1) @ W(ℓ+1)) * φ′``.
+    """
+    L = len(Ws)
+    out: list[Array] = [output_delta(xp, output, loss, Zs[-1], As[-1], Y)]
+    for ell in range(L - 2, -1, -1):  # 0-based layer index ell is the derivation's ℓ = ell + 1
+        d = (out[0] @ Ws[ell + 1]) * hidden[ell].dphi(xp, Zs[ell], As[ell + 1])  # Eqn (13)
+        out.insert(0, d)
+    return out
+
+
+def gradients(xp: Any, Ws: list[Array], ds: list[Array], As: list[Array],
+              lam: float) -> list[tuple[Array, Array]]:
+    """Eqn (14) averaged over the batch: ∂J_B/∂W(ℓ) = δᵀ a(ℓ−1) / |B| + λ W(ℓ), ∂J_B/∂b(ℓ) = mean δ.
+
+    (Eqns 8 and 9 per sample; §1.10 proves the outer-product form.)
+    """
+    n = As[0].shape[0]
+    grads = []
+    for ell, (W, d) in enumerate(zip(Ws, ds)):
+        dW = (d.T @ As[ell]) / n
+        if lam != 0.0:
+            dW = dW + lam * W
+        grads.append((dW, xp.sum(d, axis=0) / n))
+    return grads
+
+
+def loss_and_gradients(xp: Any, Ws: list[Array], bs: list[Array], hidden: list[Activation],
+                       output: Output, loss: Loss, X: Array, Y: Array,
+                       lam: float) -> tuple[Array, list[tuple[Array, Array]]]:
+    """Algorithm 1.9, steps 3(a)-(d): forward, loss (Eqn 3), backward (Eqns 10-13), Eqn (14)."""
+    Zs, As = forward(xp, Ws, bs, hidden, output, X)
+    J = risk(xp, loss, Zs, As, Y, Ws, lam)
+    ds = deltas(xp, Ws, hidden, output, loss, Zs, As, Y)
+    return J, gradients(xp, Ws, ds, As, lam)

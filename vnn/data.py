@@ -1,0 +1,86 @@
+"""Checking and converting user data (inputs X, targets y) into arrays on the model's backend.
+
+Everything is validated before any work is done on the device: shapes, label ranges, finiteness.
+Inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from backends import Backend
+
+Array = Any
+
+
+def _scalar(be: Backend, x: Array) -> float:
+    return float(be.to_numpy(x))
+
+
+def _check_finite(be: Backend, A: Array, name: str) -> None:
+    xp = be.xp
+    if A.shape[0] and not _scalar(be, xp.astype(xp.all(xp.isfinite(A)), A.dtype)):
+        raise ValueError(f"{name} contains NaN or infinite values; expected finite numbers")
+
+
+def inputs(be: Backend, X: Any, m0: int, dtype: str, name: str = "X") -> Array:
+    """``X`` as an (n, m_0) float array on the model's device (a^(0) of Eqn 1, one row a sample)."""
+    A = be.accept(X, name, dtype)
+    if A.ndim != 2:
+        raise ValueError(f"{name} has shape {tuple(A.shape)}; expected 2 dimensions "
+                         f"(n_samples, {m0})")
+    if A.shape[1] != m0:
+        raise ValueError(f"{name} has {A.shape[1]} features (shape {tuple(A.shape)}) but the "
+                         f"network expects m_0 = {m0}")
+    if A.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(A.shape)}); expected at least one sample")
+    _check_finite(be, A, name)
+    return A
+
+
+def targets(be: Backend, y: Any, n: int, m_L: int, output: str, dtype: str,
+            name: str = "y") -> Array:
+    """Targets as an (n, m_L) float array: one-hot rows for softmax labels (§1.2), 0/1 for sigmoid."""
+    xp = be.xp
+    Y = be.accept(y, name)
+    if Y.ndim not in (1, 2) or Y.shape[0] != n:
+        raise ValueError(f"{name} has shape {tuple(Y.shape)}; expected ({n},) or ({n}, {m_L}) "
+                         f"to match the {n} samples of X")
+    if Y.ndim == 2 and Y.shape[1] != m_L:
+        raise ValueError(f"{name} has {Y.shape[1]} columns (shape {tuple(Y.shape)}) but the "
+                         f"network has m_L = {m_L} outputs")
+    if Y.dtype == xp.bool:
+        Y = xp.astype(Y, xp.int64)
+    is_int = xp.isdtype(Y.dtype, "integral")
+    if output == "softmax" and Y.ndim == 1:
+        if not is_int:
+            raise ValueError(f"{name} holds float values (dtype {Y.dtype}) but softmax needs "
+                             f"integer class labels 0..{m_L - 1} or one-hot rows of shape "
+                             f"({n}, {m_L})")
+        lo, hi = _scalar(be, xp.min(Y)), _scalar(be, xp.max(Y))
+        if lo < 0 or hi > m_L - 1:
+            raise ValueError(f"{name} has labels in [{lo:g}, {hi:g}] but the network has {m_L} "
+                             f"outputs (expected 0..{m_L - 1})")
+        classes = xp.arange(m_L, dtype=Y.dtype, device=be.device)
+        return xp.astype(xp.reshape(Y, (n, 1)) == xp.reshape(classes, (1, m_L)), be.dtype(dtype))
+    if Y.ndim == 1:
+        if m_L != 1:
+            raise ValueError(f"{name} has shape {tuple(Y.shape)} but the network has m_L = {m_L} "
+                             f"outputs; expected shape ({n}, {m_L})")
+        Y = xp.reshape(Y, (n, 1))
+    Y = xp.astype(Y, be.dtype(dtype))
+    _check_finite(be, Y, name)
+    if output == "sigmoid":
+        bad = xp.any((Y != 0.0) & (Y != 1.0))
+        if _scalar(be, xp.astype(bad, Y.dtype)):
+            raise ValueError(f"{name} has values other than 0 and 1; a sigmoid output "
+                             "(binary cross-entropy, Eqn 5) expects targets in {0, 1}")
+    if output == "softmax":
+        sums = xp.sum(Y, axis=1)
+        err = _scalar(be, xp.max(xp.abs(sums - 1.0)))
+        neg = _scalar(be, xp.min(Y))
+        if err > 1e-3 or neg < 0 or not math.isfinite(err):
+            raise ValueError(f"{name} rows must be one-hot (or probabilities) summing to 1 with "
+                             f"no negative entries; got row sums off by up to {err:g}, min {neg:g}")
+    return Y

@@ -1,0 +1,39 @@
+"""He and Glorot initialisation (§1.7), drawn on the host so every backend starts alike."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from backends import HostRNG
+
+SCHEMES = ("he", "glorot")
+
+
+def he(rng: HostRNG, m_out: int, m_in: int) -> Any:
+    """§1.7, He: W_ij ~ N(0, 2 / m_{ℓ−1}), for layers whose output goes through ReLU."""
+    return rng.standard_normal((m_out, m_in)) * math.sqrt(2.0 / m_in)
+
+
+def glorot(rng: HostRNG, m_out: int, m_in: int) -> Any:
+    """§1.7, Xavier/Glorot: W_ij ~ N(0, 2 / (m_{ℓ−1} + m_ℓ)), for tanh, sigmoid and the rest."""
+    return rng.standard_normal((m_out, m_in)) * math.sqrt(2.0 / (m_in + m_out))
+
+
+def scheme_for(layer_activation: str, init: str | None) -> str:
+    """The scheme of §1.7 for a layer: ``init`` if given, else He for ReLU and Glorot otherwise."""
+    if init is not None:
+        if init not in SCHEMES:
+            raise ValueError(f"init={init!r} is not known; expected one of {list(SCHEMES)} or None")
+        return init
+    return "he" if layer_activation == "relu" else "glorot"
+
+
+def initial_weights(rng: HostRNG, sizes: list[int], layer_activations: list[str],
+                    init: str | None) -> list[Any]:
+    """One host float64 matrix per layer, W^(ℓ) of shape (m_ℓ, m_{ℓ−1}), in layer order."""
+    draw = {"he": he, "glorot": glorot}
+    return [
+        draw[scheme_for(name, init)](rng, sizes[i + 1], sizes[i])
+        for i, name in enumerate(layer_activations)
+    ]

@@ -1,0 +1,254 @@
+"""``MLP``: the vanilla feedforward network of the derivation, on any Array API backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import backends
+from vnn import activations, backprop, data, losses
+from vnn.init import initial_weights, scheme_for
+
+if TYPE_CHECKING:
+    from vnn.optim import Optimizer
+    from vnn.train import History
+
+Array = Any
+
+
+class _Params(list):  # type: ignore[type-arg]
+    """The list returned by ``net.weights`` / ``net.biases``: item assignment goes to the model."""
+
+    def __init__(self, net: MLP, kind: str, items: Iterable[Array]) -> None:
+        super().__init__(items)
+        self._net, self._kind = net, kind
+
+    def __setitem__(self, index: Any, value: Any) -> None:  # type: ignore[override]
+        new = list(self)
+        new[index] = value
+        setattr(self._net, self._kind, new)
+        super().__setitem__(index, getattr(self._net, self._kind)[index])
+
+
+def _sizes(sizes: object) -> list[int]:
+    try:
+        out = list(sizes)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"sizes={sizes!r} is not a sequence; expected [m_0, m_1, ..., m_L]") from None
+    if len(out) < 2:
+        raise ValueError(f"sizes={out!r} needs at least two entries: [m_0, ..., m_L]")
+    for i, m in enumerate(out):
+        if isinstance(m, bool) or not isinstance(m, int) and not hasattr(m, "__index__"):
+            raise TypeError(f"sizes[{i}]={m!r} is not an integer; expected a layer width >= 1")
+        if int(m) < 1:
+            raise ValueError(f"sizes[{i}]={m!r} is invalid; every layer width must be >= 1")
+    return [int(m) for m in out]
+
+
+class MLP:
+    """A vanilla fully connected network with widths ``sizes = [m_0, ..., m_L]`` (§1.2).
+
+    Parameters
+    ----------
+    sizes : widths ``[m_0, m_1, ..., m_L]``; layer ℓ has ``W`` of shape (m_ℓ, m_{ℓ−1}).
+    activation : φ of the hidden layers: ``"relu"``, ``"tanh"``, ``"sigmoid"`` or
+        ``"identity"``, or a list with one name per hidden layer.
+    output : ``"identity"`` (regression, Eqn 4), ``"sigmoid"`` (binary, Eqn 5) or ``"softmax"``
+        (multiclass, Eqn 6).
+    loss : ``None`` for the output's own loss, or ``"squared_error"``,
+        ``"binary_cross_entropy"``, ``"cross_entropy"`` for another valid pairing.
+    init : ``None`` (He for ReLU layers, Glorot otherwise, §1.7), ``"he"`` or ``"glorot"``.
+    device : ``"cpu"`` (NumPy), ``"cuda"`` / ``"cuda:N"`` (CuPy), or the device name of
+        ``backend``.
+    backend : ``None``, ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"array_api_strict"``.
+    dtype : ``"float32"`` (default) or ``"float64"``.
+    seed : seeds the host generator that draws the initial weights and every batch order; the
+        same seed gives the same numbers on every backend.
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "relu",
+                 output: str = "identity", *, loss: str | None = None, init: str | None = None,
+                 device: str | None = "cpu", backend: str | None = None,
+                 dtype: str = "float32", seed: int | None = None) -> None:
+        self._sizes = _sizes(sizes)
+        L = len(self._sizes) - 1
+        names = [activation] * (L - 1) if isinstance(activation, str) else list(activation)
+        if len(names) != L - 1:
+            raise ValueError(f"activation has {len(names)} entries but the network has {L - 1} "
+                             f"hidden layers; give one name or a list of {L - 1}")
+        self._hidden = [activations.get(n, "activation") for n in names]
+        self._output, self._loss = losses.resolve(output, loss)
+        if self._output.name == "softmax" and self._sizes[-1] < 2:
+            raise ValueError(f"output='softmax' needs m_L >= 2 classes; sizes[-1] is "
+                             f"{self._sizes[-1]} (use output='sigmoid' for two classes)")
+        scheme_for("relu", init)  # validates init before any work
+        self._init = init
+        if not isinstance(dtype, str):
+            dtype = getattr(dtype, "name", str(dtype))
+        self._be = backends.resolve(device, backend)
+        self._dtype_name = dtype
+        self._dtype = self._be.dtype(dtype)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed={seed!r} is invalid; expected a non-negative integer or None")
+        self.seed = seed
+        self.rng = backends.host_rng(seed)
+        layer_acts = [h.name for h in self._hidden] + [self._output.name]
+        host_W = initial_weights(self.rng, self._sizes, layer_acts, self._init)  # §1.7
+        xp = self.xp
+        self._W = [self._be.from_host(W, dtype) for W in host_W]
+        self._b = [xp.zeros((m,), dtype=self._dtype, device=self._be.device)
+                   for m in self._sizes[1:]]
+
+    # -- description -------------------------------------------------------------------------------
+    @property
+    def xp(self) -> Any:
+        """The Array API namespace the model computes with."""
+        return self._be.xp
+
+    @property
+    def backend(self) -> backends.Backend:
+        """The array library and device the model lives on."""
+        return self._be
+
+    @property
+    def device(self) -> str:
+        return self._be.device_name
+
+    @property
+    def dtype(self) -> str:
+        return self._dtype_name
+
+    @property
+    def sizes(self) -> list[int]:
+        return list(self._sizes)
+
+    @property
+    def activation(self) -> list[str]:
+        return [h.name for h in self._hidden]
+
+    @property
+    def output(self) -> str:
+        return self._output.name
+
+    @property
+    def loss(self) -> str:
+        return self._loss.name
+
+    def __repr__(self) -> str:
+        act = self.activation
+        shown = act[0] if len(set(act)) == 1 else act
+        return (f"MLP({self._sizes}, activation={shown!r}, output={self.output!r}, "
+                f"loss={self.loss!r}, backend={self._be.name!r}, device={self.device!r}, "
+                f"dtype={self.dtype!r})")
+
+    # -- parameters ----------------------------------------------------------------------------------
+    @property
+    def weights(self) -> list[Array]:
+        """W^(1..L), W^(ℓ) of shape (m_ℓ, m_{ℓ−1}); assign a list (or one item) to set them."""
+        return _Params(self, "weights", self._W)
+
+    @weights.setter
+    def weights(self, values: Sequence[Any]) -> None:
+        self._W = self._check_params(values, "weights", [(b, a) for a, b in
+                                                         zip(self._sizes, self._sizes[1:])])
+
+    @property
+    def biases(self) -> list[Array]:
+        """b^(1..L), b^(ℓ) of shape (m_ℓ,); assign a list (or one item) to set them."""
+        return _Params(self, "biases", self._b)
+
+    @biases.setter
+    def biases(self, values: Sequence[Any]) -> None:
+        self._b = self._check_params(values, "biases", [(m,) for m in self._sizes[1:]])
+
+    def _check_params(self, values: Sequence[Any], name: str,
+                      shapes: list[tuple[int, ...]]) -> list[Array]:
+        values = list(values)
+        if len(values) != len(shapes):
+            raise ValueError(f"{name} has {len(values)} arrays; the network has {len(shapes)} layers")
+        out = []
+        for i, (v, shape) in enumerate(zip(values, shapes)):
+            arr = self._be.accept(v, f"{name}[{i}]", self._dtype_name)
+            if tuple(arr.shape) != shape:
+                raise ValueError(f"{name}[{i}] has shape {tuple(arr.shape)}; expected {shape}")
+            out.append(arr)
+        return out
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(a * b + b for a, b in zip(self._sizes, self._sizes[1:]))
+
+    # -- data ---------------------------------------------------------------------------------------
+    def _inputs(self, X: Any, name: str = "X") -> Array:
+        return data.inputs(self._be, X, self._sizes[0], self._dtype_name, name)
+
+    def _targets(self, y: Any, n: int, name: str = "y") -> Array:
+        return data.targets(self._be, y, n, self._sizes[-1], self.output, self._dtype_name, name)
+
+    def to_numpy(self, array: Any) -> Any:
+        """Copy an array of this model's backend (an output, a weight) to a NumPy array."""
+        return self._be.to_numpy(array)
+
+    # -- the math ----------------------------------------------------------------------------------
+    def _forward(self, A: Array) -> Array:
+        _, As = backprop.forward(self.xp, self._W, self._b, self._hidden, self._output, A)
+        return As[-1]
+
+    def forward(self, X: Any) -> Array:
+        """a^(L) for the batch ``X`` (n, m_0), Eqns (1)-(2): values, or probabilities for
+        sigmoid/softmax outputs. Returned in the model's library, device and dtype."""
+        return self._forward(self._inputs(X))
+
+    __call__ = forward
+
+    def predict_proba(self, X: Any) -> Array:
+        """Class probabilities (n, m_L) of a sigmoid or softmax output."""
+        if self.output == "identity":
+            raise ValueError("predict_proba needs a sigmoid or softmax output; this network's "
+                             "output is 'identity' (use forward or predict)")
+        return self.forward(X)
+
+    def predict(self, X: Any) -> Array:
+        """Labels 0..K−1 (softmax), 0/1 (sigmoid; per column if m_L > 1) or values (identity)."""
+        xp = self.xp
+        a = self.forward(X)
+        if self.output == "softmax":
+            return xp.argmax(a, axis=1)
+        if self.output == "sigmoid":
+            labels = xp.astype(a >= 0.5, xp.int64)
+            return labels[:, 0] if self._sizes[-1] == 1 else labels
+        return a[:, 0] if self._sizes[-1] == 1 else a
+
+    def _loss_and_gradients(self, A: Array, Y: Array, l2: float
+                            ) -> tuple[Array, list[tuple[Array, Array]]]:
+        return backprop.loss_and_gradients(self.xp, self._W, self._b, self._hidden, self._output,
+                                           self._loss, A, Y, l2)
+
+    def loss_and_gradients(self, X: Any, y: Any, l2: float = 0.0
+                           ) -> tuple[float, list[tuple[Array, Array]]]:
+        """Eqn (3) on this batch, and ``grads[ℓ] = (dW, db)`` of Eqn (14) averaged over it.
+
+        ``dW`` includes λW; ``db`` does not (biases are not regularised).
+        """
+        lam = check_l2(l2)
+        A = self._inputs(X)
+        Y = self._targets(y, A.shape[0])
+        J, grads = self._loss_and_gradients(A, Y, lam)
+        return float(self._be.to_numpy(J)), grads
+
+    def fit(self, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: int = 10,
+            batch_size: int | None = None, l2: float = 0.0, shuffle: bool = True,
+            validation_data: tuple[Any, Any] | None = None, progress: bool = False) -> History:
+        """Train with mini-batches as in Algorithm 1.9; see :func:`vnn.train.fit`."""
+        from vnn.train import fit
+
+        return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
+                   shuffle=shuffle, validation_data=validation_data, progress=progress)
+
+
+def check_l2(l2: object) -> float:
+    """λ of Eqn (3): a finite number >= 0."""
+    ok = isinstance(l2, (int, float)) and not isinstance(l2, bool)
+    if not ok or not (float(l2) >= 0.0) or float(l2) == float("inf"):  # type: ignore[arg-type]
+        raise ValueError(f"l2={l2!r} is invalid; expected a finite number >= 0 (λ of Eqn 3)")
+    return float(l2)  # type: ignore[arg-type]
