@@ -54,18 +54,24 @@ class Backend:
             raise ValueError(f"dtype={name!r} is not supported; expected one of {list(DTYPES)}")
         return getattr(self.xp, name)
 
-    def from_host(self, data: Any, dtype: str | None = None) -> Any:
-        """Move host data (a NumPy array, a list, a scalar) to this backend's device."""
+    def from_host(self, data: Any, dtype: str | None = None, copy: bool = False) -> Any:
+        """Move host data (a NumPy array, a list, a scalar) to this backend's device.
+
+        With ``copy`` the result never shares memory with ``data`` (always so off the CPU).
+        """
         host = np.asarray(data, dtype=dtype)
+        if copy or not host.flags.writeable:
+            host = np.array(host, order="C", copy=True)
         return self._from_numpy(np.ascontiguousarray(host))
 
-    def accept(self, data: Any, name: str, dtype: str | None = None) -> Any:
+    def accept(self, data: Any, name: str, dtype: str | None = None, copy: bool = False) -> Any:
         """``data`` as an array of this backend, for the argument called ``name``.
 
         Host data (NumPy arrays, lists, scalars) is checked and moved to the device. An array
         that already belongs to this library and device is used where it is (cast to ``dtype``
         if it has another). An array of another library or device is refused with a clear error:
-        vnn never moves data between devices behind the user's back.
+        vnn never moves data between devices behind the user's back. With ``copy`` the result
+        never shares memory with ``data`` (for arrays the model will own and update).
         """
         if self.owns(data):
             if not self.same_device(data):
@@ -76,8 +82,8 @@ class Backend:
             kind = _kind_of(self.xp, data)
             _check_kind(kind, name, f"{self.name} array of dtype {data.dtype}")
             if dtype is not None and data.dtype != self.dtype(dtype):
-                data = self.xp.astype(data, self.dtype(dtype))
-            return data
+                return self.xp.astype(data, self.dtype(dtype))
+            return self.xp.asarray(data, copy=True) if copy else data
         root = type(data).__module__.split(".")[0]
         if root in ("cupy", "torch", "array_api_strict", "jax", "jaxlib", "dask"):
             raise TypeError(
@@ -90,7 +96,7 @@ class Backend:
         except Exception as exc:
             raise TypeError(f"{name} could not be read as an array: {exc}") from exc
         _check_kind(host.dtype.kind, name, f"array of dtype {host.dtype}")
-        return self.from_host(host, dtype)
+        return self.from_host(host, dtype, copy)
 
     def owns(self, array: Any) -> bool:
         """Whether ``array`` is of this library (on any device)."""

@@ -168,7 +168,7 @@ class MLP:
             raise ValueError(f"{name} has {len(values)} arrays; the network has {len(shapes)} layers")
         out = []
         for i, (v, shape) in enumerate(zip(values, shapes)):
-            arr = self._be.accept(v, f"{name}[{i}]", self._dtype_name)
+            arr = self._be.accept(v, f"{name}[{i}]", self._dtype_name, copy=True)
             if tuple(arr.shape) != shape:
                 raise ValueError(f"{name}[{i}] has shape {tuple(arr.shape)}; expected {shape}")
             out.append(arr)

@@ -1,0 +1,156 @@
+"""Algorithm 1.9 end to end: seeds, backends agreeing, history, and real data sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import BACKENDS, host, make
+
+import vnn
+
+sklearn_datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn is not installed")
+from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+
+def toy(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 8))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(np.int64) + (X[:, 3] > 1)
+    return X, y
+
+
+def test_same_seed_same_initial_weights_everywhere(backend):
+    ref = vnn.MLP([8, 16, 3], activation="relu", output="softmax", seed=7)
+    net = make(backend, [8, 16, 3], activation="relu", output="softmax", seed=7)
+    for a, b in zip(ref.weights, net.weights):
+        np.testing.assert_array_equal(host(a), host(b))
+    for b in net.biases:
+        np.testing.assert_array_equal(host(b), 0.0)
+
+
+def test_initialisation_follows_section_1_7():
+    # He for ReLU layers: Var = 2/m_{ℓ−1}; Glorot otherwise (incl. the output): 2/(m_{ℓ−1}+m_ℓ).
+    net = vnn.MLP([400, 300, 200], activation="relu", output="softmax", seed=0, dtype="float64")
+    W1, W2 = (host(w) for w in net.weights)
+    # sample variance of 120,000 (60,000) normals: relative standard error ≈ √(2/N) ≤ 0.6 %
+    assert W1.var() == pytest.approx(2 / 400, rel=0.03)
+    assert W2.var() == pytest.approx(2 / 500, rel=0.03)
+    net = vnn.MLP([400, 300, 200], activation="tanh", init="he", seed=0, dtype="float64")
+    assert host(net.weights[0]).var() == pytest.approx(2 / 400, rel=0.03)
+    net = vnn.MLP([400, 300, 200], activation="relu", init="glorot", seed=0, dtype="float64")
+    assert host(net.weights[0]).var() == pytest.approx(2 / 700, rel=0.03)
+
+
+@pytest.mark.parametrize("opt", [lambda: vnn.Adam(1e-2), lambda: vnn.Momentum(0.1, 0.9),
+                                 lambda: vnn.SGD(0.1)])
+def test_backends_agree_after_three_epochs(backend, opt):
+    # float64, same seed: the same initial weights and batch orders, so every backend must follow
+    # the NumPy trajectory up to rounding differences in the BLAS (~1e-16 per step).
+    X, y = toy()
+    kw = dict(activation=["tanh", "relu"], output="softmax", dtype="float64", seed=3)
+    ref = vnn.MLP([8, 16, 16, 3], **kw)
+    net = make(backend, [8, 16, 16, 3], **kw)
+    h_ref = ref.fit(X, y, optimizer=opt(), epochs=3, batch_size=10, l2=1e-3)
+    h = net.fit(X, y, optimizer=opt(), epochs=3, batch_size=10, l2=1e-3)
+    for a, b in zip(ref.weights + ref.biases, net.weights + net.biases):
+        np.testing.assert_allclose(host(b), host(a), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(h.loss, h_ref.loss, rtol=1e-12)
+
+
+def test_same_seed_same_result_twice():
+    X, y = toy()
+    runs = []
+    for _ in range(2):
+        net = vnn.MLP([8, 16, 3], output="softmax", seed=11)
+        net.fit(X, y, epochs=2, batch_size=16)
+        runs.append([host(w) for w in net.weights])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_history_validation_and_progress(backend, capsys):
+    X, y = toy()
+    net = make(backend, [8, 32, 3], output="softmax", seed=0)
+    h = net.fit(X[:64], y[:64], epochs=4, batch_size=16, validation_data=(X[64:], y[64:]),
+                progress=True)
+    assert h.epochs == 4 and len(h.val_loss) == 4 and len(h.seconds) == 4
+    assert all(isinstance(v, float) for v in h.loss + h.val_loss)
+    assert h.loss[-1] < h.loss[0]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and err[-1].startswith("epoch 4/4") and "val_loss" in err[-1]
+
+
+def test_epoch_loss_is_the_mean_of_batch_risks():
+    # shuffle=False, SGD: the epoch loss is Σ_B |B| J_B / n with J_B of Eqn 3 before each update.
+    X, y = toy(n=30)
+    net = vnn.MLP([8, 5, 3], output="softmax", dtype="float64", seed=0)
+    twin = vnn.MLP([8, 5, 3], output="softmax", dtype="float64", seed=0)
+    h = net.fit(X, y, optimizer=vnn.SGD(0.5), epochs=1, batch_size=12, shuffle=False, l2=0.01)
+    total = 0.0
+    for s in range(0, 30, 12):
+        J, grads = twin.loss_and_gradients(X[s:s + 12], y[s:s + 12], l2=0.01)
+        total += J * len(X[s:s + 12])
+        twin.weights = [w - 0.5 * g for w, (g, _) in zip(twin.weights, grads)]
+        twin.biases = [b - 0.5 * g for b, (_, g) in zip(twin.biases, grads)]
+    assert h.loss[0] == pytest.approx(total / 30, rel=1e-12)
+    np.testing.assert_allclose(host(net.weights[0]), host(twin.weights[0]), rtol=1e-12)
+
+
+# -- real data: scikit-learn's bundled sets, 75/25 split, random_state=0 --------------------------
+def _split(X, y, scale=True):
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
+    if scale:
+        s = StandardScaler().fit(Xtr)
+        Xtr, Xte = s.transform(Xtr), s.transform(Xte)
+    return Xtr, Xte, ytr, yte
+
+
+def test_digits_accuracy(backend):
+    Xtr, Xte, ytr, yte = _split(*sklearn_datasets.load_digits(return_X_y=True))
+    net = make(backend, [64, 128, 10], activation="relu", output="softmax", seed=0)
+    net.fit(Xtr, ytr, optimizer=vnn.Adam(lr=2e-3), epochs=30, batch_size=32)
+    acc = (host(net.predict(Xte)) == yte).mean()
+    assert acc >= 0.97, acc
+
+
+def test_breast_cancer_sigmoid_accuracy(backend):
+    Xtr, Xte, ytr, yte = _split(*sklearn_datasets.load_breast_cancer(return_X_y=True))
+    net = make(backend, [30, 32, 1], activation="relu", output="sigmoid", seed=0)
+    net.fit(Xtr, ytr, optimizer=vnn.Adam(lr=1e-3), epochs=30, batch_size=32, l2=1e-4)
+    acc = (host(net.predict(Xte)) == yte).mean()
+    assert acc >= 0.95, acc
+
+
+def _diabetes_r2(backend, Xtr, ytr, Xte, yte):
+    s = StandardScaler().fit(Xtr)
+    mu, sd = ytr.mean(), ytr.std()
+    net = make(backend, [10, 32, 1], activation="tanh", output="identity", seed=0)
+    net.fit(s.transform(Xtr), (ytr - mu) / sd, optimizer=vnn.Adam(lr=5e-4), epochs=30,
+            batch_size=16, l2=1e-2)
+    pred = host(net.predict(s.transform(Xte))) * sd + mu
+    return 1 - ((pred - yte) ** 2).sum() / ((yte - yte.mean()) ** 2).sum()
+
+
+def test_diabetes_regression_r2(backend):
+    # On the 75/25 random_state=0 split no standard model reaches R² 0.4: ordinary least squares
+    # gets 0.359, ridge 0.364, gradient boosting 0.21. So on that split the network is held to the
+    # independent OLS reference (within 0.03), and the 0.4 bar is checked over 5-fold CV of the
+    # whole set (OLS: 0.489 there).
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import KFold
+
+    X, y = sklearn_datasets.load_diabetes(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
+    ols = LinearRegression().fit(Xtr, ytr).score(Xte, yte)
+    r2 = _diabetes_r2(backend, Xtr, ytr, Xte, yte)
+    assert r2 > ols - 0.03, (r2, ols)
+    folds = KFold(5, shuffle=True, random_state=0).split(X)
+    cv = np.mean([_diabetes_r2(backend, X[tr], y[tr], X[te], y[te]) for tr, te in folds])
+    assert cv > 0.4, cv
+
+
+def test_backend_list_includes_strict_devices():
+    names = {(b.name, b.device_name) for b in BACKENDS}
+    assert ("numpy", "cpu") in names
+    assert ("array_api_strict", "device1") in names
