@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import numpy as np
@@ -46,6 +47,10 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait until queued device work has finished (a no-op on the CPU)."""
+
+    def activate(self) -> AbstractContextManager[Any]:
+        """A context in which new arrays land on this device (CuPy's current-device model)."""
+        return nullcontext()
 
     # -- shared ---------------------------------------------------------------------------------
     def dtype(self, name: str) -> Any:

@@ -34,6 +34,10 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         self.device.synchronize()
 
+    def activate(self) -> Any:
+        # array-api-compat's CuPy creation functions ignore device=; the current device decides.
+        return self.device
+
 
 def _index(device: str | None) -> int:
     if device in (None, "cuda"):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from vnn.network import on_device
+
 if TYPE_CHECKING:
     from vnn.network import MLP
 
 
+@on_device
 def numerical_gradients(net: MLP, X: Any, y: Any, l2: float = 0.0,
                         eps: float | None = None) -> list[tuple[Any, Any]]:
     """Central differences (J(θ + ε) − J(θ − ε)) / 2ε of Eqn (3), for every parameter entry.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import backends
 from vnn import activations, backprop, data, losses
@@ -28,6 +29,20 @@ class _Params(list):  # type: ignore[type-arg]
         new[index] = value
         setattr(self._net, self._kind, new)
         super().__setitem__(index, getattr(self._net, self._kind)[index])
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def on_device(method: F) -> F:
+    """Run a method of the model with its device current (CuPy allocates on the current GPU)."""
+
+    @functools.wraps(method)
+    def wrapper(self: MLP, *args: Any, **kwargs: Any) -> Any:
+        with self.backend.activate():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _sizes(sizes: object) -> list[int]:
@@ -95,9 +110,10 @@ class MLP:
         layer_acts = [h.name for h in self._hidden] + [self._output.name]
         host_W = initial_weights(self.rng, self._sizes, layer_acts, self._init)  # §1.7
         xp = self.xp
-        self._W = [self._be.from_host(W, dtype) for W in host_W]
-        self._b = [xp.zeros((m,), dtype=self._dtype, device=self._be.device)
-                   for m in self._sizes[1:]]
+        with self._be.activate():
+            self._W = [self._be.from_host(W, dtype) for W in host_W]
+            self._b = [xp.zeros((m,), dtype=self._dtype, device=self._be.device)
+                       for m in self._sizes[1:]]
 
     # -- description -------------------------------------------------------------------------------
     @property
@@ -161,6 +177,7 @@ class MLP:
     def biases(self, values: Sequence[Any]) -> None:
         self._b = self._check_params(values, "biases", [(m,) for m in self._sizes[1:]])
 
+    @on_device
     def _check_params(self, values: Sequence[Any], name: str,
                       shapes: list[tuple[int, ...]]) -> list[Array]:
         values = list(values)
@@ -194,6 +211,7 @@ class MLP:
         _, As = backprop.forward(self.xp, self._W, self._b, self._hidden, self._output, A)
         return As[-1]
 
+    @on_device
     def forward(self, X: Any) -> Array:
         """a^(L) for the batch ``X`` (n, m_0), Eqns (1)-(2): values, or probabilities for
         sigmoid/softmax outputs. Returned in the model's library, device and dtype."""
@@ -201,6 +219,7 @@ class MLP:
 
     __call__ = forward
 
+    @on_device
     def predict_proba(self, X: Any) -> Array:
         """Class probabilities (n, m_L) of a sigmoid or softmax output."""
         if self.output == "identity":
@@ -208,6 +227,7 @@ class MLP:
                              "output is 'identity' (use forward or predict)")
         return self.forward(X)
 
+    @on_device
     def predict(self, X: Any) -> Array:
         """Labels 0..K−1 (softmax), 0/1 (sigmoid; per column if m_L > 1) or values (identity)."""
         xp = self.xp
@@ -224,6 +244,7 @@ class MLP:
         return backprop.loss_and_gradients(self.xp, self._W, self._b, self._hidden, self._output,
                                            self._loss, A, Y, l2)
 
+    @on_device
     def loss_and_gradients(self, X: Any, y: Any, l2: float = 0.0
                            ) -> tuple[float, list[tuple[Array, Array]]]:
         """Eqn (3) on this batch, and ``grads[ℓ] = (dW, db)`` of Eqn (14) averaged over it.
@@ -236,6 +257,7 @@ class MLP:
         J, grads = self._loss_and_gradients(A, Y, lam)
         return float(self._be.to_numpy(J)), grads
 
+    @on_device
     def fit(self, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: int = 10,
             batch_size: int | None = None, l2: float = 0.0, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, progress: bool = False) -> History:
