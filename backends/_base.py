@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
@@ -17,6 +18,14 @@ class HostRNG(Protocol):
 
 
 DTYPES = ("float32", "float64")
+
+
+def optional_import(module: str, hint: str) -> Any:
+    """Import an optional array library, or raise ImportError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{hint}: {module} is not installed") from exc
 
 
 class Backend:

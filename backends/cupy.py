@@ -6,18 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from backends._base import Backend
+from backends._base import Backend, optional_import
 
 
 def _cupy() -> Any:
-    try:
-        import cupy
-    except ImportError as exc:
-        raise ImportError(
-            "device='cuda' needs CuPy: pip install 'vanilla-nn[cuda12]' (CUDA 12) or "
-            "'vanilla-nn[cuda13]' (CUDA 13)"
-        ) from exc
-    return cupy
+    return optional_import(
+        "cupy",
+        "device='cuda' needs CuPy: pip install 'vanilla-nn[cuda12]' (CUDA 12) or "
+        "'vanilla-nn[cuda13]' (CUDA 13)",
+    )
 
 
 class CupyBackend(Backend):

@@ -10,18 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from backends._base import Backend
+from backends._base import Backend, optional_import
 
 
 def _xp() -> Any:
-    try:
-        import array_api_strict
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "backend='array_api_strict' needs the array-api-strict package: "
-            "pip install array-api-strict"
-        ) from exc
-    return array_api_strict
+    return optional_import(
+        "array_api_strict", "backend='array_api_strict' needs it installed: pip install array-api-strict"
+    )
 
 
 _NAMES = ("CPU_DEVICE", "device1", "device2")

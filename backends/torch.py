@@ -6,17 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from backends._base import Backend
+from backends._base import Backend, optional_import
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "backend='torch' needs PyTorch: pip install 'vanilla-nn[torch]'"
-        ) from exc
-    return torch
+    return optional_import(
+        "torch", "backend='torch' needs PyTorch: pip install 'vanilla-nn[torch]'"
+    )
 
 
 class TorchBackend(Backend):
