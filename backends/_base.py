@@ -36,6 +36,8 @@ class Backend:
     """
 
     name: str = "?"
+    #: whether arrays may be updated in place (Array API in-place operators and __setitem__)
+    mutable: bool = True
 
     def __init__(self, xp: Any, device: Any, device_name: str) -> None:
         self.xp = xp
@@ -56,6 +58,11 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait until queued device work has finished (a no-op on the CPU)."""
+
+    def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
+                  lam: float, optimizer: Any) -> Any:
+        """A preallocated training step for this library (see ``ndarray_step``), or ``None``."""
+        return None
 
     def activate(self) -> AbstractContextManager[Any]:
         """A context in which new arrays land on this device (CuPy's current-device model)."""

@@ -24,7 +24,7 @@ class TorchBackend(Backend):
         return torch.as_tensor(host, device=self.device)
 
     def to_numpy(self, array: Any) -> np.ndarray:
-        return array.detach().cpu().numpy()
+        return array.detach().cpu().numpy().copy()  # a snapshot, never a view of the tensor
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

@@ -106,6 +106,9 @@ class MLP:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"seed={seed!r} is invalid; expected a non-negative integer or None")
         self.seed = seed
+        #: train with the backend's preallocated fast step when it has one (NumPy, CuPy);
+        #: False always uses the portable Array API step of vnn/backprop.py
+        self.fast_path = True
         self.rng = backends.host_rng(seed)
         layer_acts = [h.name for h in self._hidden] + [self._output.name]
         host_W = initial_weights(self.rng, self._sizes, layer_acts, self._init)  # §1.7

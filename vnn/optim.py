@@ -1,9 +1,13 @@
 """Optimizers: SGD (Eqn 15), Momentum (Eqn 16 as written) and Adam (§1.6).
 
-An optimizer holds its hyperparameters and its per-parameter state. ``step`` takes the flat list
-``[W1, b1, W2, b2, ...]`` and the gradients in the same order and returns the updated list; it
-works on any Array API namespace ``xp``. The weight-decay term λW is already inside the
+Each optimizer writes its formula once, in :meth:`Optimizer.update`, over lists of parameters,
+gradients and state arrays on any Array API namespace ``xp``. With ``inplace=True`` the results are
+stored into the existing arrays (Array API in-place assignment); with ``inplace=False`` new arrays
+are returned (for libraries that forbid mutation). The weight-decay term λW is already inside the
 gradient (Eqn 14), so no optimizer adds decay of its own.
+
+``step(xp, params, grads)`` is the convenient form: it keeps the state (one list of arrays per
+state kind, each aligned with ``params``) and the step count ``t`` on the optimizer.
 """
 
 from __future__ import annotations
@@ -27,12 +31,23 @@ def _check(name: str, value: object, low: float, high: float | None = None,
     return v
 
 
+def _put(dst: Array, value: Array, inplace: bool) -> Array:
+    """Store ``value`` into ``dst`` (in place) or return it (functional form)."""
+    if inplace:
+        dst[...] = value
+        return dst
+    return value
+
+
 class Optimizer:
     """Base class: hyperparameters, state and one update of every parameter."""
 
+    #: state arrays kept per parameter (velocity; first and second moments)
+    n_state = 0
+
     def __init__(self, lr: float) -> None:
         self.lr = _check("lr", lr, 0.0)
-        self.state: list[Array] = []
+        self.state: list[list[Array]] = []  # n_state lists, each aligned with the parameters
         self.t = 0  # number of steps taken
 
     def reset(self) -> None:
@@ -40,11 +55,21 @@ class Optimizer:
         self.state = []
         self.t = 0
 
-    def _zeros(self, xp: Any, params: list[Array], copies: int) -> list[Array]:
-        return [xp.zeros_like(p) for _ in range(copies) for p in params]
-
-    def step(self, xp: Any, params: list[Array], grads: list[Array]) -> list[Array]:
+    def update(self, xp: Any, params: list[Array], grads: list[Array],
+               state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
+        """Apply step number ``t`` (1-based) to every parameter; returns the new parameters."""
         raise NotImplementedError
+
+    def step(self, xp: Any, params: list[Array], grads: list[Array],
+             inplace: bool = False) -> list[Array]:
+        """One update of ``params`` with ``grads``; state and step count live on the optimizer."""
+        if len(self.state) != self.n_state or any(
+                len(s) != len(params) or any(a.shape != p.shape for a, p in zip(s, params))
+                for s in self.state):
+            self.state = [[xp.zeros_like(p) for p in params] for _ in range(self.n_state)]
+            self.t = 0
+        self.t += 1
+        return self.update(xp, params, grads, self.state, self.t, inplace)
 
     def _args(self) -> str:
         return f"lr={self.lr!r}"
@@ -56,27 +81,31 @@ class Optimizer:
 class SGD(Optimizer):
     """Plain stochastic gradient descent."""
 
-    def step(self, xp: Any, params: list[Array], grads: list[Array]) -> list[Array]:
+    def update(self, xp: Any, params: list[Array], grads: list[Array],
+               state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
         """Eqn (15): θ ← θ − η ∇̂_B θ."""
-        self.t += 1
-        return [p - self.lr * g for p, g in zip(params, grads)]
+        return [_put(p, p - self.lr * g, inplace) for p, g in zip(params, grads)]
 
 
 class Momentum(Optimizer):
     """Momentum exactly as Eqn (16) writes it (an exponential average of gradients)."""
 
+    n_state = 1
+
     def __init__(self, lr: float, beta: float = 0.9) -> None:
         super().__init__(lr)
         self.beta = _check("beta", beta, 0.0, 1.0, low_open=False)
 
-    def step(self, xp: Any, params: list[Array], grads: list[Array]) -> list[Array]:
+    def update(self, xp: Any, params: list[Array], grads: list[Array],
+               state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
         """Eqn (16): v ← β v + (1 − β) ∇̂_B θ ;  θ ← θ − η v  (for weights and biases alike)."""
-        if not self.state:
-            self.state = self._zeros(xp, params, 1)
-        self.t += 1
         b = self.beta
-        self.state = [b * v + (1.0 - b) * g for v, g in zip(self.state, grads)]
-        return [p - self.lr * v for p, v in zip(params, self.state)]
+        (vs,) = state
+        out = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            v = vs[i] = _put(vs[i], b * vs[i] + (1.0 - b) * g, inplace)
+            out.append(_put(p, p - self.lr * v, inplace))
+        return out
 
     def _args(self) -> str:
         return f"lr={self.lr!r}, beta={self.beta!r}"
@@ -85,6 +114,8 @@ class Momentum(Optimizer):
 class Adam(Optimizer):
     """Adam (§1.6, "adaptive methods"): bias-corrected first and second moment estimates."""
 
+    n_state = 2
+
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8) -> None:
         super().__init__(lr)
@@ -92,19 +123,19 @@ class Adam(Optimizer):
         self.beta2 = _check("beta2", beta2, 0.0, 1.0, low_open=False)
         self.eps = _check("eps", eps, 0.0)
 
-    def step(self, xp: Any, params: list[Array], grads: list[Array]) -> list[Array]:
-        """m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; θ ← θ − η m̂ / (√v̂ + ε), m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ)."""
-        n = len(params)
-        if not self.state:
-            self.state = self._zeros(xp, params, 2)
-        self.t += 1
+    def update(self, xp: Any, params: list[Array], grads: list[Array],
+               state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
+        """m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ;
+        θ ← θ − η m̂ / (√v̂ + ε) with m̂ = m / (1−β₁ᵗ), v̂ = v / (1−β₂ᵗ)."""
         b1, b2 = self.beta1, self.beta2
-        c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t
-        m = [b1 * m + (1.0 - b1) * g for m, g in zip(self.state[:n], grads)]
-        v = [b2 * v + (1.0 - b2) * (g * g) for v, g in zip(self.state[n:], grads)]
-        self.state = m + v
-        return [p - self.lr * (mi / c1) / (xp.sqrt(vi / c2) + self.eps)
-                for p, mi, vi in zip(params, m, v)]
+        c1, c2 = 1.0 - b1**t, 1.0 - b2**t
+        ms, vs = state
+        out = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            m = ms[i] = _put(ms[i], b1 * ms[i] + (1.0 - b1) * g, inplace)
+            v = vs[i] = _put(vs[i], b2 * vs[i] + (1.0 - b2) * (g * g), inplace)
+            out.append(_put(p, p - self.lr * (m / c1) / (xp.sqrt(v / c2) + self.eps), inplace))
+        return out
 
     def _args(self) -> str:
         return f"lr={self.lr!r}, beta1={self.beta1!r}, beta2={self.beta2!r}, eps={self.eps!r}"

@@ -73,6 +73,12 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         val = (Av, net._targets(validation_data[1], Av.shape[0], "validation_data[1]"))
 
     be, xp = net.backend, net.xp
+    fast = None
+    if net.fast_path:
+        fast = be.fast_step(net._W, net._b, [h.name for h in net._hidden], net.output, net.loss,
+                            lam, optimizer)
+    if fast is not None:
+        net._W, net._b = list(fast.W), list(fast.b)  # the model keeps views of the flat buffer
     history = History()
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -80,12 +86,13 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         total: Any = 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            if order is None:
-                Ab, Yb = A[start:stop, ...], Y[start:stop, ...]
+            if fast is not None:
+                J = fast(A, Y, slice(start, stop) if order is None else order[start:stop])
+            elif order is None:
+                J = step(net, optimizer, A[start:stop, ...], Y[start:stop, ...], lam)
             else:
                 idx = order[start:stop]
-                Ab, Yb = xp.take(A, idx, axis=0), xp.take(Y, idx, axis=0)
-            J = step(net, optimizer, Ab, Yb, lam)
+                J = step(net, optimizer, xp.take(A, idx, axis=0), xp.take(Y, idx, axis=0), lam)
             total = total + J * (stop - start)
         history.loss.append(float(be.to_numpy(total)) / n)  # one host read per epoch
         if val is not None:
@@ -103,7 +110,7 @@ def step(net: MLP, optimizer: Optimizer, A: Array, Y: Array, lam: float) -> Arra
     J, grads = net._loss_and_gradients(A, Y, lam)
     params = [p for pair in zip(net._W, net._b) for p in pair]
     flat = [g for pair in grads for g in pair]
-    new = optimizer.step(net.xp, params, flat)
+    new = optimizer.step(net.xp, params, flat, inplace=net.backend.mutable)
     net._W, net._b = new[0::2], new[1::2]
     return J
 
