@@ -2,12 +2,18 @@
 
 The portable reference is ``vnn/backprop.py`` (written against the Array API, allocating new
 arrays). This module computes the same equations for NumPy and CuPy with ``out=`` buffers that are
-allocated once per batch size and reused every step: no allocation, no copy of ``Wᵀ`` (BLAS reads
-the transposed view) and one flat parameter / gradient / optimizer-state buffer so that an update is
-a handful of calls however many layers there are. Tests check that both give the same numbers.
+allocated once per batch size and reused every step. Tests check that both give the same numbers.
 
-Only the canonical output/loss pairings (Eqns 10-12) take this path; other pairings use the
-portable one.
+Layout. Layer ℓ keeps Θ(ℓ) = [W(ℓ) | b(ℓ)] of shape (m_ℓ, m_{ℓ−1} + 1) in one flat buffer for all
+layers, and each activation buffer carries a trailing column of ones, â = [a | 1]. Then
+
+- Eqn (1) is one product per layer, z = Θ â (rows: Z = Â Θᵀ), bias included;
+- Eqn (14) is one product per layer, [∂W | ∂b] = δᵀ Â / |B|, the bias gradient included;
+- Eqn (13) reads W(ℓ+1) as the strided view Θ(ℓ+1)[:, :-1] (BLAS takes it as is, no copy);
+- an optimizer update is a handful of calls on the flat buffer, however many layers there are.
+
+The model's ``weights`` and ``biases`` are views into the flat buffer. Only the canonical
+output/loss pairings (Eqns 10-12) take this path; other pairings use the portable one.
 """
 
 from __future__ import annotations
@@ -22,28 +28,24 @@ CANONICAL = {"identity": "squared_error", "sigmoid": "binary_cross_entropy",
 
 
 class _Workspace:
-    """Buffers for one batch size ``n``: a(0) (the gathered batch), targets, z, a, δ, temporaries."""
+    """Buffers for one batch size ``n``: â(0..L−1) with their ones column, z, δ, temporaries."""
 
     def __init__(self, xnp: Any, n: int, sizes: list[int], dtype: Any) -> None:
         L = len(sizes) - 1
         self.n = n
-        self.X = xnp.empty((n, sizes[0]), dtype=dtype)
+        self.Ahat = [xnp.ones((n, m + 1), dtype=dtype) for m in sizes[:L]]  # â(0) .. â(L−1)
+        self.A = [a[:, :-1] for a in self.Ahat]  # a(ℓ) views (strided)
         self.Y = xnp.empty((n, sizes[-1]), dtype=dtype)
         self.Z = [xnp.empty((n, m), dtype=dtype) for m in sizes[1:]]
-        self.A = [xnp.empty((n, m), dtype=dtype) for m in sizes[1:]]  # a(1)..a(L)
-        self.D = [xnp.empty((n, m), dtype=dtype) for m in sizes[1:]]  # δ(1)..δ(L), /n
-        self.T = [xnp.empty((n, m), dtype=dtype) for m in sizes[1:L]]  # φ′ temporaries
+        self.D = [xnp.empty((n, m), dtype=dtype) for m in sizes[1:]]  # δ(ℓ) / |B|
+        self.T = [xnp.empty((n, m), dtype=dtype) for m in sizes[1:]]  # temporaries
         self.M = [xnp.empty((n, m), dtype=bool) for m in sizes[1:L]]  # ReLU masks
         self.r1 = xnp.empty((n, 1), dtype=dtype)
         self.r2 = xnp.empty((n, 1), dtype=dtype)
 
 
 class NDArrayStep:
-    """One mini-batch step (Algorithm 1.9, 3(a)-(e)) for NumPy-API modules ``xnp``.
-
-    The model's parameters are moved into one flat buffer; ``self.W`` / ``self.b`` are views of it
-    that the model keeps. The optimizer's state likewise becomes views of flat buffers.
-    """
+    """One mini-batch step (Algorithm 1.9, 3(a)-(e)) for a NumPy-API module ``xnp``."""
 
     def __init__(self, xnp: Any, W: list[Array], b: list[Array], hidden: list[str],
                  output: str, lam: float, optimizer: Any, take: Callable[..., Any]) -> None:
@@ -51,43 +53,43 @@ class NDArrayStep:
         self.optimizer, self._take = optimizer, take
         self.dtype = W[0].dtype
         self.sizes = [W[0].shape[1]] + [w.shape[0] for w in W]
-        shapes = [tuple(w.shape) for w in W] + [tuple(v.shape) for v in b]
-        self.P, views = self._flat(shapes, list(W) + list(b))
         L = len(W)
-        self.W, self.b = views[:L], views[L:]
-        self.nW = sum(w.size for w in W)  # weights come first in the flat buffer
-        self.G, gviews = self._flat(shapes, None)
-        self.dW, self.db = gviews[:L], gviews[L:]
-        self.tmpW = xnp.empty((self.nW,), dtype=self.dtype) if lam else None
-        # optimizer state: flat buffers, exposed to the optimizer as per-parameter views
-        order = [i for layer in range(L) for i in (layer, L + layer)]  # [W1, b1, W2, b2, ...]
-        old = optimizer.state
-        self.state = []
-        per_param = []
-        for k in range(optimizer.n_state):
-            keep = (len(old) == optimizer.n_state and len(old[k]) == 2 * L
-                    and all(tuple(old[k][j].shape) == shapes[order[j]] for j in range(2 * L)))
-            init = [old[k][order.index(i)] for i in range(2 * L)] if keep else None
-            flat, v = self._flat(shapes, init)
-            self.state.append([flat])
-            per_param.append([v[i] for i in order])
-        if optimizer.n_state and len(old) != optimizer.n_state:
+        self.P, self.Theta = self._flat(list(W), list(b))
+        self.W = [t[:, :-1] for t in self.Theta]
+        self.b = [t[:, -1] for t in self.Theta]
+        self.G, self.dTheta = self._flat(None, None)
+        self.dW = [t[:, :-1] for t in self.dTheta]
+        self.tmpW = [xnp.empty(w.shape, dtype=self.dtype) for w in self.W] if lam else []
+        # optimizer state: flat buffers of the same layout, seen by the optimizer per parameter
+        old, shapes = optimizer.state, [tuple(p.shape) for pair in zip(W, b) for p in pair]
+        keep = len(old) == optimizer.n_state and all(
+            len(s) == 2 * L and all(tuple(a.shape) == sh for a, sh in zip(s, shapes)) for s in old)
+        if not keep:
             optimizer.t = 0
+        self.state, per_param = [], []
+        for k in range(optimizer.n_state):
+            flat, thetas = self._flat(old[k][0::2] if keep else None,
+                                      old[k][1::2] if keep else None)
+            self.state.append([flat])
+            per_param.append([v for t in thetas for v in (t[:, :-1], t[:, -1])])
         optimizer.state = per_param
         self._ws: dict[int, _Workspace] = {}
+        self._phi = [_PHI[h] for h in hidden]
+        self._dphi = [_DPHI[h] for h in hidden]
 
-    def _flat(self, shapes: list[tuple[int, ...]], init: list[Array] | None
-              ) -> tuple[Array, list[Array]]:
-        xnp = self.xnp
-        total = sum(_prod(s) for s in shapes)
-        flat = xnp.zeros((total,), dtype=self.dtype)
+    def _flat(self, W: list[Array] | None, b: list[Array] | None) -> tuple[Array, list[Array]]:
+        """A zeroed flat buffer and its Θ(ℓ) views, filled from ``W``, ``b`` when given."""
+        s = self.sizes
+        shapes = [(s[i + 1], s[i] + 1) for i in range(len(s) - 1)]
+        flat = self.xnp.zeros((sum(r * c for r, c in shapes),), dtype=self.dtype)
         views, off = [], 0
-        for i, s in enumerate(shapes):
-            v = flat[off:off + _prod(s)].reshape(s)
-            if init is not None:
-                v[...] = init[i]
-            views.append(v)
-            off += _prod(s)
+        for i, (r, c) in enumerate(shapes):
+            t = flat[off:off + r * c].reshape(r, c)
+            if W is not None and b is not None:
+                t[:, :-1] = W[i]
+                t[:, -1] = b[i]
+            views.append(t)
+            off += r * c
         return flat, views
 
     def workspace(self, n: int) -> _Workspace:
@@ -99,40 +101,32 @@ class NDArrayStep:
     def __call__(self, A_all: Array, Y_all: Array, rows: Any) -> Any:
         """Train on the rows ``rows`` (an index array, or a slice) of (A_all, Y_all); returns
         J_B of Eqn (3) (a device scalar for CuPy, a NumPy scalar for NumPy)."""
-        xnp = self.xnp
         if isinstance(rows, slice):
-            X, Y = A_all[rows], Y_all[rows]
-            n = X.shape[0]
-            ws = self.workspace(n)
+            Y = Y_all[rows]
+            ws = self.workspace(Y.shape[0])
+            ws.A[0][...] = A_all[rows]
         else:
-            n = rows.shape[0]
-            ws = self.workspace(n)
-            X, Y = self._take(A_all, rows, ws.X), self._take(Y_all, rows, ws.Y)
-        J = self._forward_loss_delta(ws, X, Y)
-        self._backward(ws, X)
-        if self.lam:
-            xnp.multiply(self.P[:self.nW], self.lam, out=self.tmpW)
-            self.G[:self.nW] += self.tmpW  # Eqn (14): + λ W(ℓ)
+            ws = self.workspace(rows.shape[0])
+            self._take(A_all, rows, ws.A[0])
+            Y = self._take(Y_all, rows, ws.Y)
+        J = self._forward_loss_delta(ws, Y)
+        self._backward(ws)
         opt = self.optimizer
         opt.t += 1
-        opt.update(xnp, [self.P], [self.G], self.state, opt.t, True)  # step 3(e)
+        opt.update(self.xnp, [self.P], [self.G], self.state, opt.t, True)  # step 3(e)
         return J
 
     # -- step 3(a)-(c): forward (Eqns 1-2), loss (Eqns 3-6), δ(L) (Eqns 10-12) --------------------
-    def _forward_loss_delta(self, ws: _Workspace, X: Array, Y: Array) -> Any:
-        xnp, L = self.xnp, len(self.W)
-        A = X
-        for ell in range(L):
-            Z = ws.Z[ell]
-            xnp.matmul(A, self.W[ell].T, out=Z)  # Eqn (1): z = W a + b, rows: Z = A Wᵀ + b
-            Z += self.b[ell]
-            if ell < L - 1:
-                A = _phi(xnp, self.hidden[ell], Z, ws.A[ell])  # Eqn (2)
-        n = ws.n
+    def _forward_loss_delta(self, ws: _Workspace, Y: Array) -> Any:
+        xnp, L, matmul = self.xnp, len(self.W), self.xnp.matmul
+        for ell in range(L - 1):
+            Z = matmul(ws.Ahat[ell], self.Theta[ell].T, out=ws.Z[ell])  # Eqn (1), bias included
+            self._phi[ell](xnp, Z, ws.A[ell + 1])  # Eqn (2)
+        Z = matmul(ws.Ahat[L - 1], self.Theta[L - 1].T, out=ws.Z[L - 1])
         D = ws.D[-1]
         if self.output == "softmax":
             # Eqn (6) from logits and Eqn (12): δ(L) = p − e_y, p = exp(z − max) / Σ exp(z − max)
-            mx, s, E = ws.r1, ws.r2, ws.A[-1]
+            mx, s, E = ws.r1, ws.r2, ws.T[-1]
             Z.max(axis=1, keepdims=True, out=mx)
             xnp.subtract(Z, mx, out=E)
             xnp.exp(E, out=E)
@@ -144,73 +138,84 @@ class NDArrayStep:
             J = s.sum() - xnp.vdot(Z, Y)
         elif self.output == "sigmoid":
             # Eqn (5) from the logit, softplus(z) − y z, and Eqn (11): δ(L) = σ(z) − y
-            _phi(xnp, "sigmoid", Z, D)
+            _sigmoid(xnp, Z, D)
             D -= Y
-            T = ws.A[-1]
+            T = ws.T[-1]
             xnp.abs(Z, out=T)
             xnp.negative(T, out=T)
             xnp.exp(T, out=T)
             xnp.log1p(T, out=T)
-            J = T.sum() + xnp.maximum(Z, 0).sum() - xnp.vdot(Z, Y)
+            yz = xnp.vdot(Z, Y)
+            xnp.maximum(Z, 0, out=Z)  # z(L) is not needed after this
+            J = T.sum() + Z.sum() - yz
         else:
             # Eqn (4), ½‖a − y‖², and Eqn (10): δ(L) = a − y (identity output)
             xnp.subtract(Z, Y, out=D)
             J = 0.5 * xnp.vdot(D, D)
-        D *= 1.0 / n  # average over the batch once, here, instead of in every Eqn (14)
-        J = J / n
-        if self.lam:
-            J = J + 0.5 * self.lam * xnp.vdot(self.P[:self.nW], self.P[:self.nW])  # Eqn (3)
+        D *= 1.0 / ws.n  # average over the batch once, here, instead of in every Eqn (14)
+        J = J / ws.n
+        if self.lam:  # Eqn (3): + λ/2 Σ ‖W(ℓ)‖²_F (weights only)
+            J = J + 0.5 * self.lam * sum(xnp.vdot(t, t) - xnp.vdot(b, b)
+                                         for t, b in zip(self.Theta, self.b))
         return J
 
     # -- step 3(c)-(d): Eqn (13) down the layers, Eqn (14) per layer --------------------------------
-    def _backward(self, ws: _Workspace, X: Array) -> None:
-        xnp = self.xnp
+    def _backward(self, ws: _Workspace) -> None:
+        xnp, matmul = self.xnp, self.xnp.matmul
         for ell in range(len(self.W) - 1, -1, -1):
             D = ws.D[ell]
-            A_prev = ws.A[ell - 1] if ell > 0 else X
-            if ell > 0 and self.hidden[ell - 1] == "identity":
-                A_prev = ws.Z[ell - 1]
-            xnp.matmul(D.T, A_prev, out=self.dW[ell])  # Eqn (14): Σ_i δ_i a_iᵀ / |B|
-            D.sum(axis=0, out=self.db[ell])  # Eqn (14): Σ_i δ_i / |B|
+            matmul(D.T, ws.Ahat[ell], out=self.dTheta[ell])  # Eqn (14): [∂W | ∂b] = δᵀ Â / |B|
+            if self.lam:
+                xnp.multiply(self.W[ell], self.lam, out=self.tmpW[ell])
+                self.dW[ell] += self.tmpW[ell]  # Eqn (14): + λ W(ℓ)
             if ell > 0:
-                Dp = ws.D[ell - 1]
-                xnp.matmul(D, self.W[ell], out=Dp)  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1), as rows
-                _dphi_mul(xnp, self.hidden[ell - 1], ws.Z[ell - 1], A_prev, Dp,
-                          ws.T[ell - 1], ws.M[ell - 1])  # ⊙ φ′(z(ℓ))
+                Dp = matmul(D, self.W[ell], out=ws.D[ell - 1])  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1)
+                self._dphi[ell - 1](xnp, ws.Z[ell - 1], ws.A[ell], Dp, ws.T[ell - 1],
+                                    ws.M[ell - 1])  # ⊙ φ′(z(ℓ))
 
 
-def _phi(xnp: Any, name: str, Z: Array, out: Array) -> Array:
-    """Eqn (2) into ``out``: a = φ(z). Identity returns ``Z`` itself (no copy)."""
-    if name == "relu":
-        return xnp.maximum(Z, 0, out=out)
-    if name == "tanh":
-        return xnp.tanh(Z, out=out)
-    if name == "sigmoid":  # σ(u) = (1 + tanh(u/2)) / 2: never overflows
-        xnp.multiply(Z, 0.5, out=out)
-        xnp.tanh(out, out=out)
-        out *= 0.5
-        out += 0.5
-        return out
-    return Z
+# -- φ (Eqn 2) into a buffer, and δ ⊙= φ′(z) (Eqn 13), for each hidden activation -------------------
+def _relu(xnp: Any, Z: Array, out: Array) -> None:
+    xnp.maximum(Z, 0, out=out)
 
 
-def _dphi_mul(xnp: Any, name: str, Z: Array, A: Array, D: Array, T: Array, M: Array) -> None:
-    """D ⊙= φ′(z), with φ′ from z (ReLU) or from a = φ(z) (tanh: 1 − a², sigmoid: a(1 − a))."""
-    if name == "relu":
-        xnp.greater(Z, 0, out=M)
-        xnp.multiply(D, M, out=D)
-    elif name == "tanh":
-        xnp.multiply(A, A, out=T)
-        xnp.subtract(1.0, T, out=T)
-        D *= T
-    elif name == "sigmoid":
-        xnp.subtract(1.0, A, out=T)
-        T *= A
-        D *= T
+def _tanh(xnp: Any, Z: Array, out: Array) -> None:
+    xnp.tanh(Z, out=out)
 
 
-def _prod(shape: tuple[int, ...]) -> int:
-    out = 1
-    for s in shape:
-        out *= s
-    return out
+def _sigmoid(xnp: Any, Z: Array, out: Array) -> None:
+    """σ(u) = (1 + tanh(u/2)) / 2: the same function as 1 / (1 + e^{−u}), and it never overflows."""
+    xnp.multiply(Z, 0.5, out=out)
+    xnp.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+
+
+def _identity(xnp: Any, Z: Array, out: Array) -> None:
+    out[...] = Z
+
+
+def _relu_prime(xnp: Any, Z: Array, A: Array, D: Array, T: Array, M: Array) -> None:
+    xnp.greater(Z, 0, out=M)  # φ′ = 1 where z > 0
+    xnp.multiply(D, M, out=D)
+
+
+def _tanh_prime(xnp: Any, Z: Array, A: Array, D: Array, T: Array, M: Array) -> None:
+    xnp.multiply(A, A, out=T)  # φ′ = 1 − a²
+    xnp.subtract(1.0, T, out=T)
+    D *= T
+
+
+def _sigmoid_prime(xnp: Any, Z: Array, A: Array, D: Array, T: Array, M: Array) -> None:
+    xnp.subtract(1.0, A, out=T)  # φ′ = a (1 − a)
+    T *= A
+    D *= T
+
+
+def _identity_prime(xnp: Any, Z: Array, A: Array, D: Array, T: Array, M: Array) -> None:
+    pass  # φ′ = 1
+
+
+_PHI = {"relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid, "identity": _identity}
+_DPHI = {"relu": _relu_prime, "tanh": _tanh_prime, "sigmoid": _sigmoid_prime,
+         "identity": _identity_prime}

@@ -13,29 +13,35 @@ def _arrays(be, *rows):
     return [be.from_host(np.array(r, dtype=np.float64)) for r in rows]
 
 
-def test_sgd_eqn15(backend):
+@pytest.fixture(params=[False, True], ids=["functional", "in-place"])
+def inplace(request):
+    return request.param
+
+
+def test_sgd_eqn15(backend, inplace):
     # θ = (1, −2), g = (0.5, 0.25), η = 0.5: θ ← θ − ηg = (0.75, −2.125).
     opt = vnn.SGD(lr=0.5)
-    (theta,) = opt.step(backend.xp, _arrays(backend, [1.0, -2.0]), _arrays(backend, [0.5, 0.25]))
+    (theta,) = opt.step(backend.xp, _arrays(backend, [1.0, -2.0]), _arrays(backend, [0.5, 0.25]),
+                        inplace=inplace)
     np.testing.assert_array_equal(host(theta), [0.75, -2.125])
 
 
-def test_momentum_eqn16_as_written(backend):
+def test_momentum_eqn16_as_written(backend, inplace):
     # β = 0.5, η = 0.5, θ = (1, −2).
     # step 1, g = (0.5, 0.25):  v = 0.5·0 + 0.5·g = (0.25, 0.125);  θ = θ − 0.5v = (0.875, −2.0625)
     # step 2, g = (−1, 0.5):    v = 0.5·(0.25, 0.125) + 0.5·(−1, 0.5) = (−0.375, 0.3125)
     #                           θ = (0.875 + 0.1875, −2.0625 − 0.15625) = (1.0625, −2.21875)
     opt = vnn.Momentum(lr=0.5, beta=0.5)
     params = _arrays(backend, [1.0, -2.0])
-    params = opt.step(backend.xp, params, _arrays(backend, [0.5, 0.25]))
+    params = opt.step(backend.xp, params, _arrays(backend, [0.5, 0.25]), inplace=inplace)
     np.testing.assert_array_equal(host(opt.state[0][0]), [0.25, 0.125])
     np.testing.assert_array_equal(host(params[0]), [0.875, -2.0625])
-    params = opt.step(backend.xp, params, _arrays(backend, [-1.0, 0.5]))
+    params = opt.step(backend.xp, params, _arrays(backend, [-1.0, 0.5]), inplace=inplace)
     np.testing.assert_array_equal(host(opt.state[0][0]), [-0.375, 0.3125])
     np.testing.assert_array_equal(host(params[0]), [1.0625, -2.21875])
 
 
-def test_adam_with_bias_correction(backend):
+def test_adam_with_bias_correction(backend, inplace):
     # β1 = 0.5, β2 = 0.75, ε = 0.25, η = 0.5, θ = (1, −2), g = (0.5, −0.25) twice.
     # step 1: m = 0.5g, v = 0.25g²; m̂ = m/(1−0.5) = g; v̂ = v/(1−0.75) = g²; √v̂ = |g|
     #         θ ← θ − η m̂/(√v̂ + ε) = (1 − 0.25/0.75, −2 + 0.125/0.5) = (1 − 1/3, −1.75)
@@ -43,10 +49,9 @@ def test_adam_with_bias_correction(backend):
     #         the same step again: (1 − 1/3 − 1/3, −1.5)
     opt = vnn.Adam(lr=0.5, beta1=0.5, beta2=0.75, eps=0.25)
     params = _arrays(backend, [1.0, -2.0])
-    g = _arrays(backend, [0.5, -0.25])
-    params = opt.step(backend.xp, params, g)
+    params = opt.step(backend.xp, params, _arrays(backend, [0.5, -0.25]), inplace=inplace)
     np.testing.assert_array_equal(host(params[0]), [1.0 - 1.0 / 3.0, -1.75])
-    params = opt.step(backend.xp, params, g)
+    params = opt.step(backend.xp, params, _arrays(backend, [0.5, -0.25]), inplace=inplace)
     np.testing.assert_array_equal(host(opt.state[0][0]), [0.375, -0.1875])
     np.testing.assert_array_equal(host(opt.state[1][0]), [0.109375, 0.02734375])
     np.testing.assert_array_equal(host(params[0]), [(1.0 - 1.0 / 3.0) - 1.0 / 3.0, -1.5])

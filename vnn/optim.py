@@ -1,10 +1,17 @@
 """Optimizers: SGD (Eqn 15), Momentum (Eqn 16 as written) and Adam (§1.6).
 
-Each optimizer writes its formula once, in :meth:`Optimizer.update`, over lists of parameters,
-gradients and state arrays on any Array API namespace ``xp``. With ``inplace=True`` the results are
-stored into the existing arrays (Array API in-place assignment); with ``inplace=False`` new arrays
-are returned (for libraries that forbid mutation). The weight-decay term λW is already inside the
-gradient (Eqn 14), so no optimizer adds decay of its own.
+Each optimizer's :meth:`Optimizer.update` works over lists of parameters, gradients and state
+arrays on any Array API namespace ``xp``, in one of two forms of the same formula:
+
+- ``inplace=False``: the formula as the derivation writes it, returning new arrays (for libraries
+  that forbid mutation);
+- ``inplace=True``: the same formula as a sequence of Array API in-place operators (``-=``,
+  ``*=``, ``**=``) that allocates nothing: parameters and state are updated where they are, and the
+  gradient arrays are used as scratch space (they hold garbage afterwards). This is what training
+  uses; the two forms agree to rounding (tests check it).
+
+The weight-decay term λW is already inside the gradient (Eqn 14), so no optimizer adds decay of
+its own.
 
 ``step(xp, params, grads)`` is the convenient form: it keeps the state (one list of arrays per
 state kind, each aligned with ``params``) and the step count ``t`` on the optimizer.
@@ -31,14 +38,6 @@ def _check(name: str, value: object, low: float, high: float | None = None,
     return v
 
 
-def _put(dst: Array, value: Array, inplace: bool) -> Array:
-    """Store ``value`` into ``dst`` (in place) or return it (functional form)."""
-    if inplace:
-        dst[...] = value
-        return dst
-    return value
-
-
 class Optimizer:
     """Base class: hyperparameters, state and one update of every parameter."""
 
@@ -62,7 +61,11 @@ class Optimizer:
 
     def step(self, xp: Any, params: list[Array], grads: list[Array],
              inplace: bool = False) -> list[Array]:
-        """One update of ``params`` with ``grads``; state and step count live on the optimizer."""
+        """One update of ``params`` with ``grads``; state and step count live on the optimizer.
+
+        With ``inplace=True`` the parameters are updated where they are and ``grads`` is used
+        as scratch space (see the module docstring).
+        """
         if len(self.state) != self.n_state or any(
                 len(s) != len(params) or any(a.shape != p.shape for a, p in zip(s, params))
                 for s in self.state):
@@ -84,7 +87,12 @@ class SGD(Optimizer):
     def update(self, xp: Any, params: list[Array], grads: list[Array],
                state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
         """Eqn (15): θ ← θ − η ∇̂_B θ."""
-        return [_put(p, p - self.lr * g, inplace) for p, g in zip(params, grads)]
+        if not inplace:
+            return [p - self.lr * g for p, g in zip(params, grads)]
+        for p, g in zip(params, grads):
+            g *= self.lr
+            p -= g
+        return params
 
 
 class Momentum(Optimizer):
@@ -99,13 +107,19 @@ class Momentum(Optimizer):
     def update(self, xp: Any, params: list[Array], grads: list[Array],
                state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
         """Eqn (16): v ← β v + (1 − β) ∇̂_B θ ;  θ ← θ − η v  (for weights and biases alike)."""
-        b = self.beta
+        b, lr = self.beta, self.lr
         (vs,) = state
-        out = []
-        for i, (p, g) in enumerate(zip(params, grads)):
-            v = vs[i] = _put(vs[i], b * vs[i] + (1.0 - b) * g, inplace)
-            out.append(_put(p, p - self.lr * v, inplace))
-        return out
+        if not inplace:
+            vs[:] = [b * v + (1.0 - b) * g for v, g in zip(vs, grads)]
+            return [p - lr * v for p, v in zip(params, vs)]
+        for p, g, v in zip(params, grads, vs):
+            v -= g  # v ← β(v − g) + g = βv + (1 − β)g
+            v *= b
+            v += g
+            g[...] = v
+            g *= lr
+            p -= g  # θ ← θ − ηv
+        return params
 
     def _args(self) -> str:
         return f"lr={self.lr!r}, beta={self.beta!r}"
@@ -127,15 +141,31 @@ class Adam(Optimizer):
                state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
         """m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ;
         θ ← θ − η m̂ / (√v̂ + ε) with m̂ = m / (1−β₁ᵗ), v̂ = v / (1−β₂ᵗ)."""
-        b1, b2 = self.beta1, self.beta2
+        b1, b2, lr, eps = self.beta1, self.beta2, self.lr, self.eps
         c1, c2 = 1.0 - b1**t, 1.0 - b2**t
         ms, vs = state
-        out = []
-        for i, (p, g) in enumerate(zip(params, grads)):
-            m = ms[i] = _put(ms[i], b1 * ms[i] + (1.0 - b1) * g, inplace)
-            v = vs[i] = _put(vs[i], b2 * vs[i] + (1.0 - b2) * (g * g), inplace)
-            out.append(_put(p, p - self.lr * (m / c1) / (xp.sqrt(v / c2) + self.eps), inplace))
-        return out
+        if not inplace:
+            ms[:] = [b1 * m + (1.0 - b1) * g for m, g in zip(ms, grads)]
+            vs[:] = [b2 * v + (1.0 - b2) * (g * g) for v, g in zip(vs, grads)]
+            return [p - lr * (m / c1) / (xp.sqrt(v / c2) + eps)
+                    for p, m, v in zip(params, ms, vs)]
+        for p, g, m, v in zip(params, grads, ms, vs):
+            m -= g  # m ← β₁(m − g) + g = β₁m + (1 − β₁)g
+            m *= b1
+            m += g
+            g *= g  # g ← g²
+            v -= g  # v ← β₂v + (1 − β₂)g²
+            v *= b2
+            v += g
+            g[...] = v  # g ← 1 / (√(v / c₂) + ε)
+            g /= c2
+            g **= 0.5
+            g += eps
+            g **= -1.0
+            g *= m  # θ ← θ − (η / c₁) m / (√(v / c₂) + ε)
+            g *= lr / c1
+            p -= g
+        return params
 
     def _args(self) -> str:
         return f"lr={self.lr!r}, beta1={self.beta1!r}, beta2={self.beta2!r}, eps={self.eps!r}"

@@ -72,13 +72,8 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         Av = net._inputs(validation_data[0], "validation_data[0]")
         val = (Av, net._targets(validation_data[1], Av.shape[0], "validation_data[1]"))
 
-    be, xp = net.backend, net.xp
-    fast = None
-    if net.fast_path:
-        fast = be.fast_step(net._W, net._b, [h.name for h in net._hidden], net.output, net.loss,
-                            lam, optimizer)
-    if fast is not None:
-        net._W, net._b = list(fast.W), list(fast.b)  # the model keeps views of the flat buffer
+    be = net.backend
+    trainer = Trainer(net, optimizer, lam)
     history = History()
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -86,13 +81,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         total: Any = 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            if fast is not None:
-                J = fast(A, Y, slice(start, stop) if order is None else order[start:stop])
-            elif order is None:
-                J = step(net, optimizer, A[start:stop, ...], Y[start:stop, ...], lam)
-            else:
-                idx = order[start:stop]
-                J = step(net, optimizer, xp.take(A, idx, axis=0), xp.take(Y, idx, axis=0), lam)
+            J = trainer(A, Y, slice(start, stop) if order is None else order[start:stop])
             total = total + J * (stop - start)
         history.loss.append(float(be.to_numpy(total)) / n)  # one host read per epoch
         if val is not None:
@@ -105,8 +94,36 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     return history
 
 
+class Trainer:
+    """Step 3 of Algorithm 1.9 for one model, optimizer and λ, on data already on the device.
+
+    ``trainer(A, Y, rows)`` trains on the rows ``rows`` (a slice, or an index array on the device)
+    of the inputs ``A`` (n, m_0) and targets ``Y`` (n, m_L) and returns J_B (Eqn 3) without reading
+    it back. It uses the backend's preallocated fast step when there is one (NumPy, CuPy) and
+    ``net.fast_path`` is true, else the portable Array API step of :mod:`vnn.backprop`.
+    """
+
+    def __init__(self, net: MLP, optimizer: Optimizer, lam: float) -> None:
+        self.net, self.optimizer, self.lam = net, optimizer, lam
+        self.fast = None
+        if net.fast_path:
+            self.fast = net.backend.fast_step(net._W, net._b, [h.name for h in net._hidden],
+                                              net.output, net.loss, lam, optimizer)
+        if self.fast is not None:
+            net._W, net._b = list(self.fast.W), list(self.fast.b)  # views of its flat buffer
+
+    def __call__(self, A: Array, Y: Array, rows: Any) -> Array:
+        if self.fast is not None:
+            return self.fast(A, Y, rows)
+        if isinstance(rows, slice):
+            return step(self.net, self.optimizer, A[rows, ...], Y[rows, ...], self.lam)
+        xp = self.net.xp
+        return step(self.net, self.optimizer, xp.take(A, rows, axis=0), xp.take(Y, rows, axis=0),
+                    self.lam)
+
+
 def step(net: MLP, optimizer: Optimizer, A: Array, Y: Array, lam: float) -> Array:
-    """One mini-batch of Algorithm 1.9, steps 3(a)-(e); returns J_B (Eqn 3) on the device."""
+    """One mini-batch of Algorithm 1.9, steps 3(a)-(e), portable; returns J_B (Eqn 3)."""
     J, grads = net._loss_and_gradients(A, Y, lam)
     params = [p for pair in zip(net._W, net._b) for p in pair]
     flat = [g for pair in grads for g in pair]
