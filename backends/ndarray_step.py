@@ -4,12 +4,14 @@ The portable reference is ``vnn/backprop.py`` (written against the Array API, al
 arrays). This module computes the same equations for NumPy and CuPy with ``out=`` buffers that are
 allocated once per batch size and reused every step. Tests check that both give the same numbers.
 
-Layout. Layer ℓ keeps Θ(ℓ) = [W(ℓ) | b(ℓ)] of shape (m_ℓ, m_{ℓ−1} + 1) in one flat buffer for all
-layers, and each activation buffer carries a trailing column of ones, â = [a | 1]. Then
+Layout, as the derivation writes it: a sample is a column. A batch of n samples is the matrix
+a(ℓ) of shape (m_ℓ, n), stored with one extra row of ones, â(ℓ) = [a(ℓ); 1ᵀ], and layer ℓ keeps
+Θ(ℓ) = [W(ℓ) | b(ℓ)] of shape (m_ℓ, m_{ℓ−1} + 1) in one flat buffer for all layers. Then
 
-- Eqn (1) is one product per layer, z = Θ â (rows: Z = Â Θᵀ), bias included;
-- Eqn (14) is one product per layer, [∂W | ∂b] = δᵀ Â / |B|, the bias gradient included;
-- Eqn (13) reads W(ℓ+1) as the strided view Θ(ℓ+1)[:, :-1] (BLAS takes it as is, no copy);
+- Eqn (1) is one product per layer, z(ℓ) = Θ(ℓ) â(ℓ−1), the bias included;
+- Eqn (14) is one product per layer, [∂W | ∂b] = δ(ℓ) â(ℓ−1)ᵀ / |B|, the bias gradient included;
+- Eqn (13) is (W(ℓ+1))ᵀ δ(ℓ+1), reading W as the strided view Θ[:, :-1] (BLAS takes it as is);
+- every elementwise operation (φ, φ′, softmax) runs on contiguous (m_ℓ, n) arrays;
 - an optimizer update is a handful of calls on the flat buffer, however many layers there are.
 
 The model's ``weights`` and ``biases`` are views into the flat buffer. Only the canonical
@@ -28,20 +30,20 @@ CANONICAL = {"identity": "squared_error", "sigmoid": "binary_cross_entropy",
 
 
 class _Workspace:
-    """Buffers for one batch size ``n``: â(0..L−1) with their ones column, z, δ, temporaries."""
+    """Buffers for one batch size ``n``, samples as columns: â(0..L−1), z, δ, temporaries."""
 
     def __init__(self, xnp: Any, n: int, sizes: list[int], dtype: Any) -> None:
         L = len(sizes) - 1
         self.n = n
-        self.Ahat = [xnp.ones((n, m + 1), dtype=dtype) for m in sizes[:L]]  # â(0) .. â(L−1)
-        self.A = [a[:, :-1] for a in self.Ahat]  # a(ℓ) views (strided)
-        self.Y = xnp.empty((n, sizes[-1]), dtype=dtype)
-        self.Z = [xnp.empty((n, m), dtype=dtype) for m in sizes[1:]]
-        self.D = [xnp.empty((n, m), dtype=dtype) for m in sizes[1:]]  # δ(ℓ) / |B|
-        self.T = [xnp.empty((n, m), dtype=dtype) for m in sizes[1:]]  # temporaries
-        self.M = [xnp.empty((n, m), dtype=bool) for m in sizes[1:L]]  # ReLU masks
-        self.r1 = xnp.empty((n, 1), dtype=dtype)
-        self.r2 = xnp.empty((n, 1), dtype=dtype)
+        self.Ahat = [xnp.ones((m + 1, n), dtype=dtype) for m in sizes[:L]]  # â(0) .. â(L−1)
+        self.A = [a[:-1] for a in self.Ahat]  # a(ℓ): the first m_ℓ rows, contiguous
+        self.Y = xnp.empty((sizes[-1], n), dtype=dtype)
+        self.Z = [xnp.empty((m, n), dtype=dtype) for m in sizes[1:]]
+        self.D = [xnp.empty((m, n), dtype=dtype) for m in sizes[1:]]  # δ(ℓ) / |B|
+        self.T = [xnp.empty((m, n), dtype=dtype) for m in sizes[1:]]  # temporaries
+        self.M = [xnp.empty((m, n), dtype=bool) for m in sizes[1:L]]  # ReLU masks
+        self.r1 = xnp.empty((1, n), dtype=dtype)
+        self.r2 = xnp.empty((1, n), dtype=dtype)
 
 
 class NDArrayStep:
@@ -49,6 +51,8 @@ class NDArrayStep:
 
     def __init__(self, xnp: Any, W: list[Array], b: list[Array], hidden: list[str],
                  output: str, lam: float, optimizer: Any, take: Callable[..., Any]) -> None:
+        """``W`` and ``b`` are the model's parameter lists; their items are replaced by views of
+        the flat buffer."""
         self.xnp, self.hidden, self.output, self.lam = xnp, hidden, output, lam
         self.optimizer, self._take = optimizer, take
         self.dtype = W[0].dtype
@@ -57,11 +61,15 @@ class NDArrayStep:
         self.P, self.Theta = self._flat(list(W), list(b))
         self.W = [t[:, :-1] for t in self.Theta]
         self.b = [t[:, -1] for t in self.Theta]
+        # The caller's lists now hold views of the flat buffer, so the old parameter arrays are
+        # released before the gradient and state buffers are allocated (peak memory).
+        shapes = [tuple(p.shape) for pair in zip(W, b) for p in pair]
+        W[:], b[:] = self.W, self.b
         self.G, self.dTheta = self._flat(None, None)
         self.dW = [t[:, :-1] for t in self.dTheta]
         self.tmpW = [xnp.empty(w.shape, dtype=self.dtype) for w in self.W] if lam else []
         # optimizer state: flat buffers of the same layout, seen by the optimizer per parameter
-        old, shapes = optimizer.state, [tuple(p.shape) for pair in zip(W, b) for p in pair]
+        old = optimizer.state
         keep = len(old) == optimizer.n_state and all(
             len(s) == 2 * L and all(tuple(a.shape) == sh for a, sh in zip(s, shapes)) for s in old)
         if not keep:
@@ -99,17 +107,18 @@ class NDArrayStep:
         return ws
 
     def __call__(self, A_all: Array, Y_all: Array, rows: Any) -> Any:
-        """Train on the rows ``rows`` (an index array, or a slice) of (A_all, Y_all); returns
-        J_B of Eqn (3) (a device scalar for CuPy, a NumPy scalar for NumPy)."""
+        """Train on the rows ``rows`` (an index array, or a slice) of (A_all, Y_all), whose rows
+        are samples; returns J_B of Eqn (3) (a device scalar for CuPy, a NumPy scalar for NumPy)."""
         if isinstance(rows, slice):
-            Y = Y_all[rows]
-            ws = self.workspace(Y.shape[0])
-            ws.A[0][...] = A_all[rows]
+            Xb = A_all[rows]
+            ws = self.workspace(Xb.shape[0])
+            ws.A[0][...] = Xb.T  # samples become columns
+            ws.Y[...] = Y_all[rows].T
         else:
             ws = self.workspace(rows.shape[0])
-            self._take(A_all, rows, ws.A[0])
-            Y = self._take(Y_all, rows, ws.Y)
-        J = self._forward_loss_delta(ws, Y)
+            self._take(A_all.T, rows, ws.A[0])
+            self._take(Y_all.T, rows, ws.Y)
+        J = self._forward_loss_delta(ws)
         self._backward(ws)
         opt = self.optimizer
         opt.t += 1
@@ -117,24 +126,24 @@ class NDArrayStep:
         return J
 
     # -- step 3(a)-(c): forward (Eqns 1-2), loss (Eqns 3-6), δ(L) (Eqns 10-12) --------------------
-    def _forward_loss_delta(self, ws: _Workspace, Y: Array) -> Any:
-        xnp, L, matmul = self.xnp, len(self.W), self.xnp.matmul
+    def _forward_loss_delta(self, ws: _Workspace) -> Any:
+        xnp, L, matmul, Y = self.xnp, len(self.W), self.xnp.matmul, ws.Y
         for ell in range(L - 1):
-            Z = matmul(ws.Ahat[ell], self.Theta[ell].T, out=ws.Z[ell])  # Eqn (1), bias included
+            Z = matmul(self.Theta[ell], ws.Ahat[ell], out=ws.Z[ell])  # Eqn (1): z = Θ â
             self._phi[ell](xnp, Z, ws.A[ell + 1])  # Eqn (2)
-        Z = matmul(ws.Ahat[L - 1], self.Theta[L - 1].T, out=ws.Z[L - 1])
+        Z = matmul(self.Theta[L - 1], ws.Ahat[L - 1], out=ws.Z[L - 1])
         D = ws.D[-1]
         if self.output == "softmax":
             # Eqn (6) from logits and Eqn (12): δ(L) = p − e_y, p = exp(z − max) / Σ exp(z − max)
             mx, s, E = ws.r1, ws.r2, ws.T[-1]
-            Z.max(axis=1, keepdims=True, out=mx)
+            Z.max(axis=0, keepdims=True, out=mx)
             xnp.subtract(Z, mx, out=E)
             xnp.exp(E, out=E)
-            E.sum(axis=1, keepdims=True, out=s)
+            E.sum(axis=0, keepdims=True, out=s)
             xnp.divide(E, s, out=D)
             D -= Y
             xnp.log(s, out=s)
-            s += mx  # logsumexp(z) per row
+            s += mx  # logsumexp(z) per sample
             J = s.sum() - xnp.vdot(Z, Y)
         elif self.output == "sigmoid":
             # Eqn (5) from the logit, softplus(z) − y z, and Eqn (11): δ(L) = σ(z) − y
@@ -164,12 +173,12 @@ class NDArrayStep:
         xnp, matmul = self.xnp, self.xnp.matmul
         for ell in range(len(self.W) - 1, -1, -1):
             D = ws.D[ell]
-            matmul(D.T, ws.Ahat[ell], out=self.dTheta[ell])  # Eqn (14): [∂W | ∂b] = δᵀ Â / |B|
+            matmul(D, ws.Ahat[ell].T, out=self.dTheta[ell])  # Eqn (14): [∂W | ∂b] = δ âᵀ / |B|
             if self.lam:
                 xnp.multiply(self.W[ell], self.lam, out=self.tmpW[ell])
                 self.dW[ell] += self.tmpW[ell]  # Eqn (14): + λ W(ℓ)
             if ell > 0:
-                Dp = matmul(D, self.W[ell], out=ws.D[ell - 1])  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1)
+                Dp = matmul(self.W[ell].T, D, out=ws.D[ell - 1])  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1)
                 self._dphi[ell - 1](xnp, ws.Z[ell - 1], ws.A[ell], Dp, ws.T[ell - 1],
                                     ws.M[ell - 1])  # ⊙ φ′(z(ℓ))
 

@@ -31,10 +31,11 @@ class NumpyBackend(Backend):
         return NDArrayStep(np, W, b, hidden, output, lam, optimizer, _take)
 
 
-def _take(A: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
-    # mode="clip" skips the bounds-checking copy that mode="raise" makes with out=; the rows
-    # come from a permutation of range(n), so they are always in bounds.
-    return np.take(A, rows, axis=0, out=out, mode="clip")
+def _take(AT: np.ndarray, cols: np.ndarray, out: np.ndarray) -> np.ndarray:
+    # Gathers the columns ``cols`` of AT (samples as columns). mode="clip" skips the
+    # bounds-checking copy that mode="raise" makes with out=; the indices come from a
+    # permutation of range(n), so they are always in bounds.
+    return np.take(AT, cols, axis=1, out=out, mode="clip")
 
 
 def make(device: str | None) -> Backend:

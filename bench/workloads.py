@@ -29,13 +29,13 @@ class Workload:
         """``steps`` batches of inputs and targets on the host (labels, or values for regression)."""
         rng = np.random.default_rng(seed)
         n = steps * self.batch
-        X = rng.standard_normal((n, self.sizes[0])).astype(dtype)
+        X = rng.standard_normal((n, self.sizes[0]), dtype=dtype)
         if self.output == "softmax":
             y = rng.integers(0, self.sizes[-1], size=n)
         elif self.output == "sigmoid":
             y = rng.integers(0, 2, size=n)
         else:
-            y = rng.standard_normal((n, self.sizes[-1])).astype(dtype)
+            y = rng.standard_normal((n, self.sizes[-1]), dtype=dtype)
         return X, y
 
     def gemm_shapes(self) -> list[tuple[int, int, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from backends import HostRNG
@@ -30,10 +31,11 @@ def scheme_for(layer_activation: str, init: str | None) -> str:
 
 
 def initial_weights(rng: HostRNG, sizes: list[int], layer_activations: list[str],
-                    init: str | None) -> list[Any]:
-    """One host float64 matrix per layer, W^(ℓ) of shape (m_ℓ, m_{ℓ−1}), in layer order."""
+                    init: str | None) -> Iterator[Any]:
+    """One host float64 matrix per layer, W^(ℓ) of shape (m_ℓ, m_{ℓ−1}), in layer order.
+
+    A generator: each layer is drawn when asked for, so only one float64 draw is alive at a time.
+    """
     draw = {"he": he, "glorot": glorot}
-    return [
-        draw[scheme_for(name, init)](rng, sizes[i + 1], sizes[i])
-        for i, name in enumerate(layer_activations)
-    ]
+    for i, name in enumerate(layer_activations):
+        yield draw[scheme_for(name, init)](rng, sizes[i + 1], sizes[i])

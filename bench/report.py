@@ -1,0 +1,217 @@
+"""``python -m bench``: one alternating run of every contender, a table, JSON and a bar chart.
+
+Every round times each contender once, in an order that rotates from round to round
+(A B C, B C A, ...), so drift of a shared, noisy machine hits every contender alike; the table shows
+medians over the rounds with the min-max range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from bench import machine
+from bench.runners import VnnRunner, cuda_available, runners_for
+from bench.workloads import WORKLOADS, Workload
+
+PEERS = ("torch-eager", "jax-jit", "sklearn-mlp")
+
+
+def calibrate(w: Workload, dtype: str, device: str, seconds: float) -> int:
+    """Steps per timed run so that vnn takes about ``seconds`` on this machine."""
+    r = VnnRunner(w, dtype, 4, device=device)
+    r.run()
+    t0 = time.perf_counter()
+    r.run()
+    per_step = (time.perf_counter() - t0) / 4
+    return max(3, min(2000, round(seconds / max(per_step, 1e-7))))
+
+
+def measure(w: Workload, dtype: str, device: str, rounds: int, steps: int,
+            log: Any = sys.stderr) -> dict[str, list[float]]:
+    made = []
+    for name, factory in runners_for(device):
+        try:
+            r = factory(w, dtype, steps)
+            r.run()  # warm-up: compilation, workspaces, caches
+            made.append((name, r))
+        except Exception as exc:  # a peer that cannot run this workload is reported, not fatal
+            print(f"  {name}: skipped ({type(exc).__name__}: {exc})", file=log)
+    rates: dict[str, list[float]] = {name: [] for name, _ in made}
+    for k in range(rounds):
+        order = made[k % len(made):] + made[:k % len(made)]
+        for name, r in order:
+            t0 = time.perf_counter()
+            r.run()
+            rates[name].append(r.samples / (time.perf_counter() - t0))
+    return rates
+
+
+def need_bytes(w: Workload, dtype: str, steps: int) -> int:
+    """What SGD training needs to hold: parameters, gradients (SGD keeps no state), z and a of one
+    batch for every layer, and the data (inputs and one-hot targets)."""
+    item = 4 if dtype == "float32" else 8
+    s, B = w.sizes, w.batch
+    params = sum(s[i] * s[i + 1] + s[i + 1] for i in range(len(s) - 1))
+    acts = 2 * B * sum(s[1:])
+    data = steps * B * (s[0] + s[-1])
+    return item * (2 * params + acts + data)
+
+
+def peak_memory(w: Workload, dtype: str, steps: int) -> tuple[int, int]:
+    """Peak bytes allocated (tracemalloc, which sees NumPy's buffers) while vnn-numpy builds its
+    model and data and trains ``steps`` steps; and the bytes it needs by :func:`need_bytes`."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        r = VnnRunner(w, dtype, steps)
+        r.run()
+        r.run()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, need_bytes(w, dtype, steps)
+
+
+def growth(w: Workload, dtype: str, total_steps: int = 10_000) -> int:
+    """Bytes still allocated after ``total_steps`` more steps than after the first 100."""
+    r = VnnRunner(w, dtype, 100)
+    r.run()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        r.run()
+        gc.collect()
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(total_steps // 100):
+            r.run()
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return after - before
+
+
+def _fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for res in results:
+        rates, med = res["rates"], res["median"]
+        lines.append(f"\n{res['workload']}: {res['label']} ({res['dtype']}), "
+                     f"{res['steps']} steps per sample, {res['rounds']} rounds")
+        peers = [p for p in PEERS if p in med]
+        head = f"  {'contender':<18}{'samples/s':>12}  {'min-max':>21}"
+        head += "".join(f"{'x ' + p.split('-')[0]:>10}" for p in peers) + f"{'% floor':>9}"
+        lines.append(head)
+        for name, values in rates.items():
+            row = f"  {name:<18}{_fmt_rate(med[name]):>12}  " \
+                  f"{_fmt_rate(min(values)) + '-' + _fmt_rate(max(values)):>21}"
+            for p in peers:
+                row += f"{med[name] / med[p]:>9.2f}x" if name.startswith("vnn") else f"{'':>10}"
+            floor = med.get("gemm-floor")
+            row += f"{100 * med[name] / floor:>8.0f}%" if floor and name != "gemm-floor" else ""
+            lines.append(row)
+        if "memory" in res:
+            m = res["memory"]
+            lines.append(f"  peak memory (vnn-numpy, tracemalloc): {m['peak'] / 2**20:.1f} MiB = "
+                         f"{m['peak'] / m['need']:.2f}x what it needs ({m['need'] / 2**20:.1f} MiB)")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]], path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names: list[str] = []
+    for res in results:
+        names += [n for n in res["median"] if n not in names]
+    fig, ax = plt.subplots(figsize=(2.2 + 1.9 * len(results), 4.2))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        xs = [j + i * width for j, res in enumerate(results) if name in res["median"]]
+        ys = [res["median"][name] for res in results if name in res["median"]]
+        ax.bar(xs, ys, width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(results))],
+                  [f"{r['workload']}\n{r['dtype']}" for r in results])
+    ax.set_yscale("log")
+    ax.set_ylabel("training samples / s (median)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--workloads", default=None,
+                   help="comma-separated subset of " + ",".join(WORKLOADS))
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--seconds", type=float, default=0.25, help="target length of one timed run")
+    p.add_argument("--out", default="bench/results", help="folder for the JSON, PNG and table")
+    p.add_argument("--tag", default=None, help="file name stem (default: cpu or cuda)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
+    args = p.parse_args(argv)
+
+    device = args.device
+    if device.startswith("cuda") and not cuda_available():
+        p.error(f"--device {device}: CuPy with a visible GPU is needed")
+    names = args.workloads.split(",") if args.workloads else [
+        n for n, w in WORKLOADS.items() if device.startswith("cuda") or not w.cuda_only]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        p.error(f"--workloads: unknown {unknown}; expected some of {list(WORKLOADS)}")
+    info = machine.describe(device)
+    print(f"# vanilla-nn training throughput, {info['date']}\n# {machine.one_line(info)}",
+          file=sys.stderr)
+    results = []
+    for name in names:
+        w = WORKLOADS[name]
+        steps = calibrate(w, args.dtype, device, args.seconds)
+        print(f"{name}: {steps} steps per timed run ...", file=sys.stderr)
+        rates = measure(w, args.dtype, device, args.rounds, steps)
+        res: dict[str, Any] = {
+            "workload": name, "label": w.label, "dtype": args.dtype, "steps": steps,
+            "batch": w.batch, "rounds": args.rounds, "rates": rates,
+            "median": {k: statistics.median(v) for k, v in rates.items()},
+        }
+        if not args.no_memory and device == "cpu":
+            peak, need = peak_memory(w, args.dtype, steps)
+            res["memory"] = {"peak": peak, "need": need}
+        results.append(res)
+    extra = {}
+    if not args.no_memory and device == "cpu":
+        extra["growth_10k_steps_small_bytes"] = growth(WORKLOADS["small"], args.dtype)
+    text = table(results)
+    if extra:
+        text += (f"\n\nmemory growth of vnn-numpy over 10,000 steps of 'small' (tracemalloc): "
+                 f"{extra['growth_10k_steps_small_bytes']:+,} bytes")
+    header = f"vanilla-nn training throughput, {info['date']}\n{machine.one_line(info)}"
+    print(header + "\n" + text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.tag or ("cuda" if device.startswith("cuda") else "cpu")
+    (out / f"{stem}.json").write_text(json.dumps(
+        {"machine": info, "device": device, "results": results, **extra}, indent=1))
+    (out / f"{stem}.txt").write_text(header + "\n" + text + "\n")
+    if plot(results, out / f"{stem}.png", header.replace("\n", "\n")):
+        print(f"\nwrote {out / (stem + '.json')}, {out / (stem + '.txt')}, {out / (stem + '.png')}",
+              file=sys.stderr)
+    return 0
