@@ -193,6 +193,8 @@ class SklearnRunner(Runner):
                                    classes=np.arange(w.sizes[-1]))
         else:
             self.model = MLPRegressor(**kw)
+            if self.y.shape[1] == 1:
+                self.y = self.y[:, 0]  # scikit-learn wants single-output targets as a vector
             self.model.partial_fit(self.X[:w.batch], self.y[:w.batch])
 
     def run(self) -> None:
