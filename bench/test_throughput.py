@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.runners import (GemmFloor, JaxRunner, SklearnRunner, TorchRunner, VnnRunner,
-                           cuda_available, has)
+from bench.runners import GemmFloor, JaxRunner, SklearnRunner, TorchRunner, VnnRunner, cuda_available, has
 from bench.workloads import WORKLOADS
 
 CPU_WORKLOADS = [n for n, w in WORKLOADS.items() if not w.cuda_only]
