@@ -44,6 +44,7 @@ class _Workspace:
         self.M = [xnp.empty((m, n), dtype=bool) for m in sizes[1:L]]  # ReLU masks
         self.r1 = xnp.empty((1, n), dtype=dtype)
         self.r2 = xnp.empty((1, n), dtype=dtype)
+        self.plan: list[tuple[Any, ...]] | None = None  # filled by NDArrayStep._backward
 
 
 class NDArrayStep:
@@ -171,16 +172,21 @@ class NDArrayStep:
     # -- step 3(c)-(d): Eqn (13) down the layers, Eqn (14) per layer --------------------------------
     def _backward(self, ws: _Workspace) -> None:
         xnp, matmul = self.xnp, self.xnp.matmul
-        for ell in range(len(self.W) - 1, -1, -1):
-            D = ws.D[ell]
-            matmul(D, ws.Ahat[ell].T, out=self.dTheta[ell])  # Eqn (14): [∂W | ∂b] = δ âᵀ / |B|
+        plan = ws.plan
+        if plan is None:  # per layer, top down: the arrays one backward step touches
+            plan = ws.plan = [
+                (ws.D[ell], ws.Ahat[ell].T, self.dTheta[ell], self.W[ell].T,
+                 ws.D[ell - 1] if ell else None, self._dphi[ell - 1] if ell else None,
+                 ws.Z[ell - 1], ws.A[ell], ws.T[ell - 1], ws.M[ell - 1] if ell else None, ell)
+                for ell in range(len(self.W) - 1, -1, -1)]
+        for D, AhatT, dTheta, WT, Dp, dphi, Zp, A, T, M, ell in plan:
+            matmul(D, AhatT, out=dTheta)  # Eqn (14): [∂W | ∂b] = δ âᵀ / |B|
             if self.lam:
                 xnp.multiply(self.W[ell], self.lam, out=self.tmpW[ell])
                 self.dW[ell] += self.tmpW[ell]  # Eqn (14): + λ W(ℓ)
-            if ell > 0:
-                Dp = matmul(self.W[ell].T, D, out=ws.D[ell - 1])  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1)
-                self._dphi[ell - 1](xnp, ws.Z[ell - 1], ws.A[ell], Dp, ws.T[ell - 1],
-                                    ws.M[ell - 1])  # ⊙ φ′(z(ℓ))
+            if Dp is not None:
+                matmul(WT, D, out=Dp)  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1) ...
+                dphi(xnp, Zp, A, Dp, T, M)  # ... ⊙ φ′(z(ℓ))
 
 
 # -- φ (Eqn 2) into a buffer, and δ ⊙= φ′(z) (Eqn 13), for each hidden activation -------------------
