@@ -44,7 +44,10 @@ class _Workspace:
         self.M = [xnp.empty((m, n), dtype=bool) for m in sizes[1:L]]  # ReLU masks
         self.r1 = xnp.empty((1, n), dtype=dtype)
         self.r2 = xnp.empty((1, n), dtype=dtype)
-        self.plan: list[tuple[Any, ...]] | None = None  # filled by NDArrayStep._backward
+        self.inv_n = dtype.type(1.0 / n)
+        # the calls of one step, buffers bound (NDArrayStep._plan)
+        self.forward: list[tuple[Any, tuple[Any, ...], Any]] | None = None
+        self.backward: list[tuple[Any, tuple[Any, ...], Any]] = []
 
 
 class NDArrayStep:
@@ -83,8 +86,7 @@ class NDArrayStep:
             per_param.append([v for t in thetas for v in (t[:, :-1], t[:, -1])])
         optimizer.state = per_param
         self._ws: dict[int, _Workspace] = {}
-        self._phi = [_PHI[h] for h in hidden]
-        self._dphi = [_DPHI[h] for h in hidden]
+        self._one, self._half = self.dtype.type(1.0), self.dtype.type(0.5)
 
     def _flat(self, W: list[Array] | None, b: list[Array] | None) -> tuple[Array, list[Array]]:
         """A zeroed flat buffer and its Θ(ℓ) views, filled from ``W``, ``b`` when given."""
@@ -128,12 +130,12 @@ class NDArrayStep:
 
     # -- step 3(a)-(c): forward (Eqns 1-2), loss (Eqns 3-6), δ(L) (Eqns 10-12) --------------------
     def _forward_loss_delta(self, ws: _Workspace) -> Any:
-        xnp, L, matmul, Y = self.xnp, len(self.W), self.xnp.matmul, ws.Y
-        for ell in range(L - 1):
-            Z = matmul(self.Theta[ell], ws.Ahat[ell], out=ws.Z[ell])  # Eqn (1): z = Θ â
-            self._phi[ell](xnp, Z, ws.A[ell + 1])  # Eqn (2)
-        Z = matmul(self.Theta[L - 1], ws.Ahat[L - 1], out=ws.Z[L - 1])
-        D = ws.D[-1]
+        xnp, L, Y = self.xnp, len(self.W), ws.Y
+        if ws.forward is None:
+            self._plan(ws)
+        for f, args, out in ws.forward:  # Eqns (1)-(2) for ℓ = 1 .. L−1, then z(L) = Θ(L) â(L−1)
+            f(*args, out=out)
+        Z, D = ws.Z[L - 1], ws.D[-1]
         if self.output == "softmax":
             # Eqn (6) from logits and Eqn (12): δ(L) = p − e_y, p = exp(z − max) / Σ exp(z − max)
             mx, s, E = ws.r1, ws.r2, ws.T[-1]
@@ -148,7 +150,8 @@ class NDArrayStep:
             J = s.sum() - xnp.vdot(Z, Y)
         elif self.output == "sigmoid":
             # Eqn (5) from the logit, softplus(z) − y z, and Eqn (11): δ(L) = σ(z) − y
-            _sigmoid(xnp, Z, D)
+            for f, args, out in _phi_ops(xnp, "sigmoid", Z, D, self._half):
+                f(*args, out=out)
             D -= Y
             T = ws.T[-1]
             xnp.abs(Z, out=T)
@@ -162,7 +165,7 @@ class NDArrayStep:
             # Eqn (4), ½‖a − y‖², and Eqn (10): δ(L) = a − y (identity output)
             xnp.subtract(Z, Y, out=D)
             J = 0.5 * xnp.vdot(D, D)
-        D *= 1.0 / ws.n  # average over the batch once, here, instead of in every Eqn (14)
+        D *= ws.inv_n  # average over the batch once, here, instead of in every Eqn (14)
         J = J / ws.n
         if self.lam:  # Eqn (3): + λ/2 Σ ‖W(ℓ)‖²_F (weights only)
             J = J + 0.5 * self.lam * sum(xnp.vdot(t, t) - xnp.vdot(b, b)
@@ -171,66 +174,56 @@ class NDArrayStep:
 
     # -- step 3(c)-(d): Eqn (13) down the layers, Eqn (14) per layer --------------------------------
     def _backward(self, ws: _Workspace) -> None:
-        xnp, matmul = self.xnp, self.xnp.matmul
-        plan = ws.plan
-        if plan is None:  # per layer, top down: the arrays one backward step touches
-            plan = ws.plan = [
-                (ws.D[ell], ws.Ahat[ell].T, self.dTheta[ell], self.W[ell].T,
-                 ws.D[ell - 1] if ell else None, self._dphi[ell - 1] if ell else None,
-                 ws.Z[ell - 1], ws.A[ell], ws.T[ell - 1], ws.M[ell - 1] if ell else None, ell)
-                for ell in range(len(self.W) - 1, -1, -1)]
-        for D, AhatT, dTheta, WT, Dp, dphi, Zp, A, T, M, ell in plan:
-            matmul(D, AhatT, out=dTheta)  # Eqn (14): [∂W | ∂b] = δ âᵀ / |B|
-            if self.lam:
-                xnp.multiply(self.W[ell], self.lam, out=self.tmpW[ell])
-                self.dW[ell] += self.tmpW[ell]  # Eqn (14): + λ W(ℓ)
-            if Dp is not None:
-                matmul(WT, D, out=Dp)  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1) ...
-                dphi(xnp, Zp, A, Dp, T, M)  # ... ⊙ φ′(z(ℓ))
+        for f, args, out in ws.backward:
+            f(*args, out=out)
+
+    def _plan(self, ws: _Workspace) -> None:
+        """The calls of one step's forward and backward passes, with their buffers bound, built
+        once per workspace so that a step is a flat loop over them (no per-layer Python logic)."""
+        xnp, L, lam = self.xnp, len(self.W), self.lam
+        fwd: list[tuple[Any, tuple[Any, ...], Any]] = []
+        for ell in range(L):
+            fwd.append((xnp.matmul, (self.Theta[ell], ws.Ahat[ell]), ws.Z[ell]))  # Eqn (1): z = Θ â
+            if ell < L - 1:
+                fwd += _phi_ops(xnp, self.hidden[ell], ws.Z[ell], ws.A[ell + 1], self._half)  # (2)
+        bwd: list[tuple[Any, tuple[Any, ...], Any]] = []
+        for ell in range(L - 1, -1, -1):
+            D = ws.D[ell]
+            bwd.append((xnp.matmul, (D, ws.Ahat[ell].T), self.dTheta[ell]))  # Eqn (14): δ âᵀ / |B|
+            if lam:  # Eqn (14): + λ W(ℓ)
+                bwd += [(xnp.multiply, (self.W[ell], self.dtype.type(lam)), self.tmpW[ell]),
+                        (xnp.add, (self.dW[ell], self.tmpW[ell]), self.dW[ell])]
+            if ell:
+                Dp = ws.D[ell - 1]
+                bwd.append((xnp.matmul, (self.W[ell].T, D), Dp))  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1) ...
+                bwd += _dphi_ops(xnp, self.hidden[ell - 1], ws.Z[ell - 1], ws.A[ell], Dp,
+                                 ws.T[ell - 1], ws.M[ell - 1], self._one)  # ... ⊙ φ′(z(ℓ))
+        ws.forward, ws.backward = fwd, bwd
 
 
-# -- φ (Eqn 2) into a buffer, and δ ⊙= φ′(z) (Eqn 13), for each hidden activation -------------------
-def _relu(xnp: Any, Z: Array, out: Array) -> None:
-    xnp.maximum(Z, 0, out=out)
+# -- φ (Eqn 2) and δ ⊙= φ′(z) (Eqn 13) for each activation, as calls into preallocated buffers -------
+Ops = list[tuple[Any, tuple[Any, ...], Any]]
 
 
-def _tanh(xnp: Any, Z: Array, out: Array) -> None:
-    xnp.tanh(Z, out=out)
+def _phi_ops(xnp: Any, name: str, Z: Array, out: Array, half: Any) -> Ops:
+    """a = φ(z) into ``out``."""
+    if name == "relu":
+        return [(xnp.maximum, (Z, 0), out)]
+    if name == "tanh":
+        return [(xnp.tanh, (Z,), out)]
+    if name == "sigmoid":  # σ(u) = (1 + tanh(u/2)) / 2: equals 1 / (1 + e^{−u}), never overflows
+        return [(xnp.multiply, (Z, half), out), (xnp.tanh, (out,), out),
+                (xnp.multiply, (out, half), out), (xnp.add, (out, half), out)]
+    return [(xnp.positive, (Z,), out)]  # identity
 
 
-def _sigmoid(xnp: Any, Z: Array, out: Array) -> None:
-    """σ(u) = (1 + tanh(u/2)) / 2: the same function as 1 / (1 + e^{−u}), and it never overflows."""
-    xnp.multiply(Z, 0.5, out=out)
-    xnp.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-
-
-def _identity(xnp: Any, Z: Array, out: Array) -> None:
-    out[...] = Z
-
-
-def _relu_prime(xnp: Any, Z: Array, A: Array, D: Array, T: Array, M: Array) -> None:
-    xnp.greater(Z, 0, out=M)  # φ′ = 1 where z > 0
-    xnp.multiply(D, M, out=D)
-
-
-def _tanh_prime(xnp: Any, Z: Array, A: Array, D: Array, T: Array, M: Array) -> None:
-    xnp.multiply(A, A, out=T)  # φ′ = 1 − a²
-    xnp.subtract(1.0, T, out=T)
-    D *= T
-
-
-def _sigmoid_prime(xnp: Any, Z: Array, A: Array, D: Array, T: Array, M: Array) -> None:
-    xnp.subtract(1.0, A, out=T)  # φ′ = a (1 − a)
-    T *= A
-    D *= T
-
-
-def _identity_prime(xnp: Any, Z: Array, A: Array, D: Array, T: Array, M: Array) -> None:
-    pass  # φ′ = 1
-
-
-_PHI = {"relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid, "identity": _identity}
-_DPHI = {"relu": _relu_prime, "tanh": _tanh_prime, "sigmoid": _sigmoid_prime,
-         "identity": _identity_prime}
+def _dphi_ops(xnp: Any, name: str, Z: Array, A: Array, D: Array, T: Array, M: Array,
+              one: Any) -> Ops:
+    """D ⊙= φ′(z), from z or from a = φ(z), with ``T`` and ``M`` as scratch."""
+    if name == "relu":  # φ′ = 1 where z > 0
+        return [(xnp.greater, (Z, 0), M), (xnp.multiply, (D, M), D)]
+    if name == "tanh":  # φ′ = 1 − a²
+        return [(xnp.multiply, (A, A), T), (xnp.subtract, (one, T), T), (xnp.multiply, (D, T), D)]
+    if name == "sigmoid":  # φ′ = a (1 − a)
+        return [(xnp.subtract, (one, A), T), (xnp.multiply, (T, A), T), (xnp.multiply, (D, T), D)]
+    return []  # identity: φ′ = 1

@@ -263,12 +263,14 @@ class MLP:
     @on_device
     def fit(self, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: int = 10,
             batch_size: int | None = None, l2: float = 0.0, shuffle: bool = True,
-            validation_data: tuple[Any, Any] | None = None, progress: bool = False) -> History:
+            validation_data: tuple[Any, Any] | None = None, progress: bool = False,
+            callback: Callable[[int, History], Any] | None = None) -> History:
         """Train with mini-batches as in Algorithm 1.9; see :func:`vnn.train.fit`."""
         from vnn.train import fit
 
         return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
-                   shuffle=shuffle, validation_data=validation_data, progress=progress)
+                   shuffle=shuffle, validation_data=validation_data, progress=progress,
+                   callback=callback)
 
 
 def check_l2(l2: object) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,14 +45,16 @@ def _positive_int(name: str, value: object, minimum: int) -> int:
 
 def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: int = 10,
         batch_size: int | None = None, l2: float = 0.0, shuffle: bool = True,
-        validation_data: tuple[Any, Any] | None = None, progress: bool = False) -> History:
+        validation_data: tuple[Any, Any] | None = None, progress: bool = False,
+        callback: Callable[[int, History], Any] | None = None) -> History:
     """Algorithm 1.9: repeat for ``epochs`` over mini-batches B of ``X``, ``y``:
     (a) forward, Eqns (1)-(2); (b) loss, Eqn (3); (c) backward, Eqns (10)-(13);
     (d) gradients, Eqn (14); (e) update with ``optimizer`` (default ``Adam()``).
 
     ``batch_size`` defaults to min(128, n). With ``shuffle`` the batch order is a fresh permutation
     each epoch, drawn from the model's seeded host generator. ``progress`` prints one line per epoch
-    to stderr. Data is moved to the device once; each epoch's loss stays on the device until the
+    to stderr. ``callback(epoch, history)``, when given, is called after each epoch (1-based) with
+    the history so far (progress bars, logging). Data is moved to the device once; each epoch's loss stays on the device until the
     epoch ends.
     """
     epochs = _positive_int("epochs", epochs, 0)
@@ -91,6 +94,8 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         history.samples_per_second.append(n / seconds if seconds > 0 else math.inf)
         if progress:
             _report(epoch, epochs, history)
+        if callback is not None:
+            callback(epoch, history)
     return history
 
 
