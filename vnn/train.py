@@ -54,8 +54,8 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     ``batch_size`` defaults to min(128, n). With ``shuffle`` the batch order is a fresh permutation
     each epoch, drawn from the model's seeded host generator. ``progress`` prints one line per epoch
     to stderr. ``callback(epoch, history)``, when given, is called after each epoch (1-based) with
-    the history so far (progress bars, logging). Data is moved to the device once; each epoch's loss stays on the device until the
-    epoch ends.
+    the history so far (progress bars, logging). Data is moved to the device once; each epoch's
+    loss stays on the device until the epoch ends.
     """
     epochs = _positive_int("epochs", epochs, 0)
     lam = check_l2(l2)
