@@ -60,7 +60,7 @@ class Backend:
         """Wait until queued device work has finished (a no-op on the CPU)."""
 
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
-                  lam: float, optimizer: Any) -> Any:
+                  lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
         """A preallocated training step for this library (see ``ndarray_step``), or ``None``."""
         return None
 

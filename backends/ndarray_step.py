@@ -45,8 +45,9 @@ class _Workspace:
         self.r1 = xnp.empty((1, n), dtype=dtype)
         self.r2 = xnp.empty((1, n), dtype=dtype)
         self.inv_n = dtype.type(1.0 / n)
+        self.lam = 0.0  # λ of Eqn (3) for a batch of this size
         # the calls of one step, buffers bound (NDArrayStep._plan)
-        self.forward: list[tuple[Any, tuple[Any, ...], Any]] | None = None
+        self.forward: list[tuple[Any, tuple[Any, ...], Any]] = []
         self.backward: list[tuple[Any, tuple[Any, ...], Any]] = []
 
 
@@ -54,10 +55,13 @@ class NDArrayStep:
     """One mini-batch step (Algorithm 1.9, 3(a)-(e)) for a NumPy-API module ``xnp``."""
 
     def __init__(self, xnp: Any, W: list[Array], b: list[Array], hidden: list[str],
-                 output: str, lam: float, optimizer: Any, take: Callable[..., Any]) -> None:
+                 output: str, lam: float, optimizer: Any, take: Callable[..., Any],
+                 l2_per_sample: bool = False) -> None:
         """``W`` and ``b`` are the model's parameter lists; their items are replaced by views of
-        the flat buffer."""
+        the flat buffer. With ``l2_per_sample`` the λ of a batch of n samples is ``lam / n``
+        (scikit-learn's ``alpha``)."""
         self.xnp, self.hidden, self.output, self.lam = xnp, hidden, output, lam
+        self.l2_per_sample = l2_per_sample
         self.optimizer, self._take = optimizer, take
         self.dtype = W[0].dtype
         self.sizes = [W[0].shape[1]] + [w.shape[0] for w in W]
@@ -107,6 +111,8 @@ class NDArrayStep:
         ws = self._ws.get(n)
         if ws is None:
             ws = self._ws[n] = _Workspace(self.xnp, n, self.sizes, self.dtype)
+            ws.lam = self.lam / n if self.l2_per_sample else self.lam
+            self._plan(ws)
         return ws
 
     def __call__(self, A_all: Array, Y_all: Array, rows: Any) -> Any:
@@ -131,8 +137,6 @@ class NDArrayStep:
     # -- step 3(a)-(c): forward (Eqns 1-2), loss (Eqns 3-6), δ(L) (Eqns 10-12) --------------------
     def _forward_loss_delta(self, ws: _Workspace) -> Any:
         xnp, L, Y = self.xnp, len(self.W), ws.Y
-        if ws.forward is None:
-            self._plan(ws)
         for f, args, out in ws.forward:  # Eqns (1)-(2) for ℓ = 1 .. L−1, then z(L) = Θ(L) â(L−1)
             f(*args, out=out)
         Z, D = ws.Z[L - 1], ws.D[-1]
@@ -167,8 +171,8 @@ class NDArrayStep:
             J = 0.5 * xnp.vdot(D, D)
         D *= ws.inv_n  # average over the batch once, here, instead of in every Eqn (14)
         J = J / ws.n
-        if self.lam:  # Eqn (3): + λ/2 Σ ‖W(ℓ)‖²_F (weights only)
-            J = J + 0.5 * self.lam * sum(xnp.vdot(t, t) - xnp.vdot(b, b)
+        if ws.lam:  # Eqn (3): + λ/2 Σ ‖W(ℓ)‖²_F (weights only)
+            J = J + 0.5 * ws.lam * sum(xnp.vdot(t, t) - xnp.vdot(b, b)
                                          for t, b in zip(self.Theta, self.b))
         return J
 
@@ -180,7 +184,7 @@ class NDArrayStep:
     def _plan(self, ws: _Workspace) -> None:
         """The calls of one step's forward and backward passes, with their buffers bound, built
         once per workspace so that a step is a flat loop over them (no per-layer Python logic)."""
-        xnp, L, lam = self.xnp, len(self.W), self.lam
+        xnp, L, lam = self.xnp, len(self.W), ws.lam
         fwd: list[tuple[Any, tuple[Any, ...], Any]] = []
         for ell in range(L):
             fwd.append((xnp.matmul, (self.Theta[ell], ws.Ahat[ell]), ws.Z[ell]))  # Eqn (1): z = Θ â

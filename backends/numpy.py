@@ -25,10 +25,10 @@ class NumpyBackend(Backend):
         return "cpu"
 
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
-                  lam: float, optimizer: Any) -> Any:
+                  lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
         if CANONICAL.get(output) != loss:
             return None
-        return NDArrayStep(np, W, b, hidden, output, lam, optimizer, _take)
+        return NDArrayStep(np, W, b, hidden, output, lam, optimizer, _take, l2_per_sample)
 
 
 def _take(AT: np.ndarray, cols: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -95,3 +95,48 @@ def test_backprop_matches_torch_autograd(backend, activation, output, loss, lam)
     for (dW, db), (rW, rb) in zip(grads, ref):
         np.testing.assert_allclose(host(dW), rW, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(host(db), rb, rtol=1e-10, atol=1e-12)
+
+
+def test_sample_weights_match_torch_autograd(backend):
+    """Weighted Eqn (3), Σ v_i ℓ_i / Σ v_i + λ/2 Σ ‖W‖², against autograd on the same formula."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    X, y, m_out = problem("softmax", n=9)
+    v = np.random.default_rng(5).uniform(0.0, 3.0, size=9)
+    net = make(backend, [3, 4, 5, m_out], activation="tanh", output="softmax", dtype="float64",
+               seed=3)
+    J, grads = net.loss_and_gradients(X, y, l2=0.1, sample_weight=v)
+    Ws = [torch.tensor(host(W), requires_grad=True) for W in net.weights]
+    bs = [torch.tensor(host(b), requires_grad=True) for b in net.biases]
+    a = torch.tensor(X)
+    for ell, (W, b) in enumerate(zip(Ws, bs)):
+        z = a @ W.T + b
+        a = torch.tanh(z)
+    per = torch.nn.functional.cross_entropy(z, torch.tensor(y), reduction="none")
+    tv = torch.tensor(v)
+    J_ref = (per * tv).sum() / tv.sum() + 0.05 * sum((W * W).sum() for W in Ws)
+    J_ref.backward()
+    assert abs(J - J_ref.item()) <= 1e-10 * abs(J_ref.item())
+    for (dW, db), W, b in zip(grads, Ws, bs):
+        np.testing.assert_allclose(host(dW), W.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(host(db), b.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_unit_sample_weights_change_nothing(backend):
+    X, y, m_out = problem("identity", n=6)
+    net = make(backend, [3, 4, m_out], activation="relu", output="identity", dtype="float64", seed=1)
+    J1, g1 = net.loss_and_gradients(X, y, l2=0.2)
+    J2, g2 = net.loss_and_gradients(X, y, l2=0.2, sample_weight=np.full(6, 2.5))
+    assert abs(J1 - J2) <= 1e-12 * abs(J1)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(host(a[0]), host(b[0]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad,msg", [(np.ones(5), r"expected \(6,\)"),
+                                     (-np.ones(6), "must be >= 0"),
+                                     (np.zeros(6), "positive sum"),
+                                     (np.array([1, 1, 1, np.nan, 1, 1.0]), "NaN")])
+def test_bad_sample_weights_are_named(bad, msg):
+    X, y, _ = problem("identity", n=6)
+    net = vnn.MLP([3, 4, 3], output="identity", dtype="float64")
+    with pytest.raises(ValueError, match="sample_weight.*" + msg):
+        net.loss_and_gradients(X, y, sample_weight=bad)

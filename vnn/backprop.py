@@ -37,21 +37,31 @@ def l2_penalty(xp: Any, Ws: list[Array], lam: float) -> Array | float:
 
 
 def risk(xp: Any, loss: Loss, Zs: list[Array], As: list[Array], Y: Array, Ws: list[Array],
-         lam: float) -> Array:
-    """Eqn (3) on a batch: (1/|B|) Σ_i ℓ_i + λ/2 Σ_ℓ ‖W(ℓ)‖_F², as a 0-d array on the device."""
-    n = Y.shape[0]
-    return loss.total(xp, Zs[-1], As[-1], Y) / n + l2_penalty(xp, Ws, lam)
+         lam: float, v: Array | None = None) -> Array:
+    """Eqn (3) on a batch: (1/|B|) Σ_i ℓ_i + λ/2 Σ_ℓ ‖W(ℓ)‖_F², as a 0-d array on the device.
+
+    With per-sample weights ``v`` (n,) the average is weighted: Σ_i v_i ℓ_i / Σ_i v_i.
+    """
+    total = loss.total(xp, Zs[-1], As[-1], Y, v)
+    return total / _count(xp, Y, v) + l2_penalty(xp, Ws, lam)
+
+
+def _count(xp: Any, Y: Array, v: Array | None) -> Any:
+    """|B|, or Σ_i v_i with sample weights."""
+    return Y.shape[0] if v is None else xp.sum(v)
 
 
 def deltas(xp: Any, Ws: list[Array], hidden: list[Activation], output: Output, loss: Loss,
-           Zs: list[Array], As: list[Array], Y: Array) -> list[Array]:
+           Zs: list[Array], As: list[Array], Y: Array, v: Array | None = None) -> list[Array]:
     """δ(ℓ) = ∂ℓ_i/∂z(ℓ) per sample (Eqn 7), rows of (n, m_ℓ) arrays, for ℓ = 1..L.
 
     δ(L) from Eqn (10), (11) or (12); then Eqn (13) down to ℓ = 1:
     δ(ℓ) = (W(ℓ+1))ᵀ δ(ℓ+1) ⊙ φ(ℓ)′(z(ℓ)), which for rows is ``(δ(ℓ+1) @ W(ℓ+1)) * φ′``.
+    With sample weights ``v``, δ(L) of sample i is multiplied by v_i (so every δ(ℓ) is).
     """
     L = len(Ws)
-    out: list[Array] = [output_delta(xp, output, loss, Zs[-1], As[-1], Y)]
+    dL = output_delta(xp, output, loss, Zs[-1], As[-1], Y)
+    out: list[Array] = [dL if v is None else dL * xp.reshape(v, (-1, 1))]
     for ell in range(L - 2, -1, -1):  # 0-based layer index ell is the derivation's ℓ = ell + 1
         d = (out[0] @ Ws[ell + 1]) * hidden[ell].dphi(xp, Zs[ell], As[ell + 1])  # Eqn (13)
         out.insert(0, d)
@@ -59,12 +69,14 @@ def deltas(xp: Any, Ws: list[Array], hidden: list[Activation], output: Output, l
 
 
 def gradients(xp: Any, Ws: list[Array], ds: list[Array], As: list[Array],
-              lam: float) -> list[tuple[Array, Array]]:
+              lam: float, n: Any = None) -> list[tuple[Array, Array]]:
     """Eqn (14) averaged over the batch: ∂J_B/∂W(ℓ) = δᵀ a(ℓ−1) / |B| + λ W(ℓ), ∂J_B/∂b(ℓ) = mean δ.
 
-    (Eqns 8 and 9 per sample; §1.10 proves the outer-product form.)
+    (Eqns 8 and 9 per sample; §1.10 proves the outer-product form.) ``n`` replaces |B| (Σ_i v_i
+    for weighted samples, whose weights are already in ``ds``).
     """
-    n = As[0].shape[0]
+    if n is None:
+        n = As[0].shape[0]
     grads = []
     for ell, (W, d) in enumerate(zip(Ws, ds)):
         dW = (d.T @ As[ell]) / n
@@ -76,9 +88,13 @@ def gradients(xp: Any, Ws: list[Array], ds: list[Array], As: list[Array],
 
 def loss_and_gradients(xp: Any, Ws: list[Array], bs: list[Array], hidden: list[Activation],
                        output: Output, loss: Loss, X: Array, Y: Array,
-                       lam: float) -> tuple[Array, list[tuple[Array, Array]]]:
-    """Algorithm 1.9, steps 3(a)-(d): forward, loss (Eqn 3), backward (Eqns 10-13), Eqn (14)."""
+                       lam: float, v: Array | None = None
+                       ) -> tuple[Array, list[tuple[Array, Array]]]:
+    """Algorithm 1.9, steps 3(a)-(d): forward, loss (Eqn 3), backward (Eqns 10-13), Eqn (14).
+
+    ``v``: optional per-sample weights (n,); Eqn (3) then averages with them (see :func:`risk`).
+    """
     Zs, As = forward(xp, Ws, bs, hidden, output, X)
-    J = risk(xp, loss, Zs, As, Y, Ws, lam)
-    ds = deltas(xp, Ws, hidden, output, loss, Zs, As, Y)
-    return J, gradients(xp, Ws, ds, As, lam)
+    J = risk(xp, loss, Zs, As, Y, Ws, lam, v)
+    ds = deltas(xp, Ws, hidden, output, loss, Zs, As, Y, v)
+    return J, gradients(xp, Ws, ds, As, lam, _count(xp, Y, v))

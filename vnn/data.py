@@ -84,3 +84,17 @@ def targets(be: Backend, y: Any, n: int, m_L: int, output: str, dtype: str,
             raise ValueError(f"{name} rows must be one-hot (or probabilities) summing to 1 with "
                              f"no negative entries; got row sums off by up to {err:g}, min {neg:g}")
     return Y
+
+
+def sample_weights(be: Backend, w: Any, n: int, dtype: str, name: str = "sample_weight") -> Array:
+    """Per-sample weights as an (n,) float array: finite, >= 0, not all zero."""
+    xp = be.xp
+    V = be.accept(w, name, dtype)
+    if V.ndim != 1 or V.shape[0] != n:
+        raise ValueError(f"{name} has shape {tuple(V.shape)}; expected ({n},), one weight per "
+                         "sample")
+    _check_finite(be, V, name)
+    lo, total = _scalar(be, xp.min(V)), _scalar(be, xp.sum(V))
+    if lo < 0 or total <= 0:
+        raise ValueError(f"{name} must be >= 0 with a positive sum; got min {lo:g}, sum {total:g}")
+    return V

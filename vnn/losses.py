@@ -55,19 +55,24 @@ OUTPUTS: dict[str, Output] = {
 # -- losses -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Loss:
-    """A per-sample loss ℓ: its batch sum from logits, and δ(L) for the outputs it pairs with."""
+    """A per-sample loss ℓ: its values from logits, and δ(L) for the outputs it pairs with."""
 
     name: str
-    total: Callable[[Any, Array, Array, Array], Array]  # (xp, z, a, Y) -> Σ_i ℓ_i (0-d array)
+    each: Callable[[Any, Array, Array, Array], Array]  # (xp, z, a, Y) -> ℓ_i per sample, (n,)
     canonical: str  # the output for which δ(L) = a − y (Eqns 10-12)
     grad_a: Callable[[Any, Array, Array], Array] | None = None  # ∂ℓ/∂a for the general Eqn 10
     outputs: frozenset[str] = field(default_factory=frozenset)
 
+    def total(self, xp: Any, z: Array, a: Array, Y: Array, v: Array | None = None) -> Array:
+        """Σ_i ℓ_i over the batch, or Σ_i v_i ℓ_i with per-sample weights ``v`` (0-d array)."""
+        per = self.each(xp, z, a, Y)
+        return xp.sum(per) if v is None else xp.sum(per * v)
 
-def squared_error_total(xp: Any, z: Array, a: Array, Y: Array) -> Array:
-    """Eqn (4): ℓ = ½‖ŷ − y‖², summed over the batch."""
+
+def squared_error_each(xp: Any, z: Array, a: Array, Y: Array) -> Array:
+    """Eqn (4): ℓ = ½‖ŷ − y‖² per sample."""
     r = a - Y
-    return 0.5 * xp.sum(r * r)
+    return 0.5 * xp.sum(r * r, axis=1)
 
 
 def squared_error_grad_a(xp: Any, a: Array, Y: Array) -> Array:
@@ -80,9 +85,10 @@ def softplus(xp: Any, z: Array) -> Array:
     return xp.maximum(z, xp.zeros_like(z)) + xp.log1p(xp.exp(-xp.abs(z)))
 
 
-def binary_cross_entropy_total(xp: Any, z: Array, a: Array, Y: Array) -> Array:
-    """Eqn (5) from the logit z: −y log σ(z) − (1 − y) log(1 − σ(z)) = softplus(z) − y z."""
-    return xp.sum(softplus(xp, z) - Y * z)
+def binary_cross_entropy_each(xp: Any, z: Array, a: Array, Y: Array) -> Array:
+    """Eqn (5) from the logit z: −y log σ(z) − (1 − y) log(1 − σ(z)) = softplus(z) − y z, summed
+    over the outputs of a sample (multilabel)."""
+    return xp.sum(softplus(xp, z) - Y * z, axis=1)
 
 
 def logsumexp(xp: Any, z: Array) -> Array:
@@ -91,17 +97,17 @@ def logsumexp(xp: Any, z: Array) -> Array:
     return xp.squeeze(m, axis=-1) + xp.log(xp.sum(xp.exp(z - m), axis=-1))
 
 
-def cross_entropy_total(xp: Any, z: Array, a: Array, Y: Array) -> Array:
+def cross_entropy_each(xp: Any, z: Array, a: Array, Y: Array) -> Array:
     """Eqn (6) from logits: −Σ_k e_y(k) log p_k = logsumexp(z) − Σ_k e_y(k) z_k (rows of Y sum to 1)."""
-    return xp.sum(logsumexp(xp, z)) - xp.sum(Y * z)
+    return logsumexp(xp, z) - xp.sum(Y * z, axis=1)
 
 
 LOSSES: dict[str, Loss] = {
-    "squared_error": Loss("squared_error", squared_error_total, "identity",
+    "squared_error": Loss("squared_error", squared_error_each, "identity",
                           squared_error_grad_a, frozenset(OUTPUTS)),
-    "binary_cross_entropy": Loss("binary_cross_entropy", binary_cross_entropy_total, "sigmoid",
+    "binary_cross_entropy": Loss("binary_cross_entropy", binary_cross_entropy_each, "sigmoid",
                                  None, frozenset({"sigmoid"})),
-    "cross_entropy": Loss("cross_entropy", cross_entropy_total, "softmax",
+    "cross_entropy": Loss("cross_entropy", cross_entropy_each, "softmax",
                           None, frozenset({"softmax"})),
 }
 _LOSS_ALIASES = {"mse": "squared_error", "bce": "binary_cross_entropy",

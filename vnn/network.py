@@ -205,9 +205,18 @@ class MLP:
     def _targets(self, y: Any, n: int, name: str = "y") -> Array:
         return data.targets(self._be, y, n, self._sizes[-1], self.output, self._dtype_name, name)
 
+    def _weights(self, w: Any, n: int, name: str = "sample_weight") -> Array | None:
+        return None if w is None else data.sample_weights(self._be, w, n, self._dtype_name, name)
+
     def to_numpy(self, array: Any) -> Any:
         """Copy an array of this model's backend (an output, a weight) to a NumPy array."""
         return self._be.to_numpy(array)
+
+    def save(self, path: Any, **kwargs: Any) -> None:
+        """Write the model to ``path`` as a safetensors file; see :func:`vnn.io.save`."""
+        from vnn.io import save
+
+        save(self, path, **kwargs)
 
     # -- the math ----------------------------------------------------------------------------------
     def _forward(self, A: Array) -> Array:
@@ -242,35 +251,38 @@ class MLP:
             return labels[:, 0] if self._sizes[-1] == 1 else labels
         return a[:, 0] if self._sizes[-1] == 1 else a
 
-    def _loss_and_gradients(self, A: Array, Y: Array, l2: float
+    def _loss_and_gradients(self, A: Array, Y: Array, l2: float, v: Array | None = None
                             ) -> tuple[Array, list[tuple[Array, Array]]]:
         return backprop.loss_and_gradients(self.xp, self._W, self._b, self._hidden, self._output,
-                                           self._loss, A, Y, l2)
+                                           self._loss, A, Y, l2, v)
 
     @on_device
-    def loss_and_gradients(self, X: Any, y: Any, l2: float = 0.0
+    def loss_and_gradients(self, X: Any, y: Any, l2: float = 0.0, sample_weight: Any = None
                            ) -> tuple[float, list[tuple[Array, Array]]]:
         """Eqn (3) on this batch, and ``grads[ℓ] = (dW, db)`` of Eqn (14) averaged over it.
 
-        ``dW`` includes λW; ``db`` does not (biases are not regularised).
+        ``dW`` includes λW; ``db`` does not (biases are not regularised). With ``sample_weight``
+        (n,) the average over the batch is weighted: Σ_i v_i ℓ_i / Σ_i v_i.
         """
         lam = check_l2(l2)
         A = self._inputs(X)
         Y = self._targets(y, A.shape[0])
-        J, grads = self._loss_and_gradients(A, Y, lam)
+        V = self._weights(sample_weight, A.shape[0])
+        J, grads = self._loss_and_gradients(A, Y, lam, V)
         return float(self._be.to_numpy(J)), grads
 
     @on_device
     def fit(self, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: int = 10,
             batch_size: int | None = None, l2: float = 0.0, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, progress: bool = False,
-            callback: Callable[[int, History], Any] | None = None) -> History:
+            callback: Callable[[int, History], Any] | None = None,
+            sample_weight: Any = None) -> History:
         """Train with mini-batches as in Algorithm 1.9; see :func:`vnn.train.fit`."""
         from vnn.train import fit
 
         return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
                    shuffle=shuffle, validation_data=validation_data, progress=progress,
-                   callback=callback)
+                   callback=callback, sample_weight=sample_weight)
 
 
 def check_l2(l2: object) -> float:

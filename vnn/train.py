@@ -46,7 +46,8 @@ def _positive_int(name: str, value: object, minimum: int) -> int:
 def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: int = 10,
         batch_size: int | None = None, l2: float = 0.0, shuffle: bool = True,
         validation_data: tuple[Any, Any] | None = None, progress: bool = False,
-        callback: Callable[[int, History], Any] | None = None) -> History:
+        callback: Callable[[int, History], Any] | None = None,
+        sample_weight: Any = None) -> History:
     """Algorithm 1.9: repeat for ``epochs`` over mini-batches B of ``X``, ``y``:
     (a) forward, Eqns (1)-(2); (b) loss, Eqn (3); (c) backward, Eqns (10)-(13);
     (d) gradients, Eqn (14); (e) update with ``optimizer`` (default ``Adam()``).
@@ -54,8 +55,9 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     ``batch_size`` defaults to min(128, n). With ``shuffle`` the batch order is a fresh permutation
     each epoch, drawn from the model's seeded host generator. ``progress`` prints one line per epoch
     to stderr. ``callback(epoch, history)``, when given, is called after each epoch (1-based) with
-    the history so far (progress bars, logging). Data is moved to the device once; each epoch's
-    loss stays on the device until the epoch ends.
+    the history so far (progress bars, logging). ``sample_weight`` (n,) weights each sample's
+    loss: Eqn (3) of a batch becomes Σ_i v_i ℓ_i / Σ_i v_i + λ/2 Σ ‖W‖² (portable step). Data is
+    moved to the device once; each epoch's loss stays on the device until the epoch ends.
     """
     epochs = _positive_int("epochs", epochs, 0)
     lam = check_l2(l2)
@@ -67,6 +69,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     A = net._inputs(X, "X")
     n = A.shape[0]
     Y = net._targets(y, n, "y")
+    V = net._weights(sample_weight, n)
     batch_size = min(128, n) if batch_size is None else _positive_int("batch_size", batch_size, 1)
     val = None
     if validation_data is not None:
@@ -84,7 +87,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         total: Any = 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            J = trainer(A, Y, slice(start, stop) if order is None else order[start:stop])
+            J = trainer(A, Y, slice(start, stop) if order is None else order[start:stop], V)
             total = total + J * (stop - start)
         history.loss.append(float(be.to_numpy(total)) / n)  # one host read per epoch
         if val is not None:
@@ -106,30 +109,42 @@ class Trainer:
     of the inputs ``A`` (n, m_0) and targets ``Y`` (n, m_L) and returns J_B (Eqn 3) without reading
     it back. It uses the backend's preallocated fast step when there is one (NumPy, CuPy) and
     ``net.fast_path`` is true, else the portable Array API step of :mod:`vnn.backprop`.
+
+    ``trainer(A, Y, rows, V)`` weights the samples by ``V`` (n,) (portable step). With
+    ``l2_per_sample`` the λ of a batch is ``lam / |B|`` (``lam / Σ_B v`` with weights), which is how
+    scikit-learn's ``alpha`` scales.
     """
 
-    def __init__(self, net: MLP, optimizer: Optimizer, lam: float) -> None:
+    def __init__(self, net: MLP, optimizer: Optimizer, lam: float,
+                 l2_per_sample: bool = False) -> None:
         self.net, self.optimizer, self.lam = net, optimizer, lam
+        self.l2_per_sample = l2_per_sample
         self.fast = None
         if net.fast_path:
             self.fast = net.backend.fast_step(net._W, net._b, [h.name for h in net._hidden],
-                                              net.output, net.loss, lam, optimizer)
+                                              net.output, net.loss, lam, optimizer, l2_per_sample)
         if self.fast is not None:
             net._W, net._b = list(self.fast.W), list(self.fast.b)  # views of its flat buffer
 
-    def __call__(self, A: Array, Y: Array, rows: Any) -> Array:
-        if self.fast is not None:
+    def __call__(self, A: Array, Y: Array, rows: Any, V: Array | None = None) -> Array:
+        if self.fast is not None and V is None:
             return self.fast(A, Y, rows)
-        if isinstance(rows, slice):
-            return step(self.net, self.optimizer, A[rows, ...], Y[rows, ...], self.lam)
         xp = self.net.xp
-        return step(self.net, self.optimizer, xp.take(A, rows, axis=0), xp.take(Y, rows, axis=0),
-                    self.lam)
+        if isinstance(rows, slice):
+            Ab, Yb, Vb = A[rows, ...], Y[rows, ...], None if V is None else V[rows]
+        else:
+            Ab, Yb = xp.take(A, rows, axis=0), xp.take(Y, rows, axis=0)
+            Vb = None if V is None else xp.take(V, rows, axis=0)
+        lam = self.lam
+        if self.l2_per_sample and lam:
+            lam /= Ab.shape[0] if Vb is None else float(self.net.backend.to_numpy(xp.sum(Vb)))
+        return step(self.net, self.optimizer, Ab, Yb, lam, Vb)
 
 
-def step(net: MLP, optimizer: Optimizer, A: Array, Y: Array, lam: float) -> Array:
+def step(net: MLP, optimizer: Optimizer, A: Array, Y: Array, lam: float,
+         v: Array | None = None) -> Array:
     """One mini-batch of Algorithm 1.9, steps 3(a)-(e), portable; returns J_B (Eqn 3)."""
-    J, grads = net._loss_and_gradients(A, Y, lam)
+    J, grads = net._loss_and_gradients(A, Y, lam, v)
     params = [p for pair in zip(net._W, net._b) for p in pair]
     flat = [g for pair in grads for g in pair]
     new = optimizer.step(net.xp, params, flat, inplace=net.backend.mutable)
