@@ -108,7 +108,7 @@ def test_sample_weights_match_torch_autograd(backend):
     Ws = [torch.tensor(host(W), requires_grad=True) for W in net.weights]
     bs = [torch.tensor(host(b), requires_grad=True) for b in net.biases]
     a = torch.tensor(X)
-    for ell, (W, b) in enumerate(zip(Ws, bs)):
+    for W, b in zip(Ws, bs):
         z = a @ W.T + b
         a = torch.tanh(z)
     per = torch.nn.functional.cross_entropy(z, torch.tensor(y), reduction="none")

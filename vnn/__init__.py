@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vnn.gradcheck import check_gradients, numerical_gradients
+from vnn.io import load, save
 from vnn.network import MLP
 from vnn.optim import SGD, Adam, Momentum, Optimizer
 from vnn.train import History
@@ -24,7 +25,9 @@ __all__ = [
     "Optimizer",
     "__version__",
     "check_gradients",
+    "load",
     "numerical_gradients",
+    "save",
     "to_numpy",
 ]
 
