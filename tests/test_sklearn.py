@@ -169,3 +169,46 @@ def test_everything_follows_X(be):
     assert dev.score(Xd, yd) == pytest.approx(host.score(X, y))
     reg = MLPRegressor(**kw).fit(Xd, be.from_host(X[:, 0] * 2.0))
     assert be.owns(reg.predict(Xd))
+
+
+@quiet
+@pytest.mark.parametrize("kind", ["strings", "binary", "multilabel", "multioutput"])
+def test_estimator_model_files_round_trip(tmp_path, kind):
+    from vnn import sklearn as vsk
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((50, 3))
+    t = X @ rng.standard_normal((3, 2))
+    y = {"strings": np.array(["cat", "dog", "eel"])[(t[:, 0] > 0).astype(int) + (t[:, 1] > 0)],
+         "binary": (t[:, 0] > 0).astype(int) * 7,
+         "multilabel": (t > 0).astype(int),
+         "multioutput": t}[kind]
+    est = (MLPRegressor if kind == "multioutput" else MLPClassifier)(
+        hidden_layer_sizes=(5, 4), max_iter=20, random_state=0, early_stopping=True)
+    est.fit(X, y)
+    est.save(tmp_path / "est.safetensors")
+    back = vsk.load(tmp_path / "est.safetensors")
+    assert type(back) is type(est) and back.get_params() == est.get_params()
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    for a, b in zip(back.coefs_ + back.intercepts_, est.coefs_ + est.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    for attr in ("loss_curve_", "validation_scores_", "validation_loss_curve_", "n_iter_", "t_",
+                 "n_features_in_", "best_validation_score_", "out_activation_"):
+        assert getattr(back, attr) == getattr(est, attr), attr
+    if kind != "multioutput":
+        np.testing.assert_array_equal(back.classes_, est.classes_)
+        np.testing.assert_allclose(back.predict_proba(X), est.predict_proba(X))
+    # the same file is a plain vnn model too
+    net = vnn.load(tmp_path / "est.safetensors")
+    np.testing.assert_allclose(vnn.to_numpy(net.forward(X)),
+                               est.predict_proba(X) if kind in ("strings", "multilabel")
+                               else (est.predict(X) if kind == "multioutput"
+                                     else est.predict_proba(X)[:, 1:]), rtol=1e-12)
+
+
+def test_loading_a_plain_model_as_an_estimator_is_refused(tmp_path):
+    from vnn import sklearn as vsk
+
+    vnn.MLP([3, 4, 2], output="softmax").save(tmp_path / "plain.safetensors")
+    with pytest.raises(ValueError, match="not one written by vnn.sklearn.save"):
+        vsk.load(tmp_path / "plain.safetensors")

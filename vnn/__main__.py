@@ -1,5 +1,5 @@
-"""``python -m vnn``: the digits demo (see :mod:`vnn.demo`)."""
+"""``python -m vnn``: the ``vnn`` command line (see :mod:`vnn.cli`)."""
 
-from vnn.demo import main
+from vnn.cli import main
 
 raise SystemExit(main())

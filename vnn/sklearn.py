@@ -511,6 +511,10 @@ class _BaseMLP(BaseEstimator):
         raise NotImplementedError
 
     # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: Any) -> None:
+        """Write the fitted estimator to a safetensors model file; see :func:`vnn.sklearn.save`."""
+        save(self, path)
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         for key in ("coefs_", "intercepts_"):  # device arrays pickle as NumPy
@@ -719,3 +723,93 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y = backends.to_numpy(y) if _device_backend(y) else y
         w = backends.to_numpy(sample_weight) if _device_backend(sample_weight) else sample_weight
         return float(r2_score(y, pred, sample_weight=w))
+
+
+# -- model files -------------------------------------------------------------------------------------
+_FITTED = ("loss_", "best_loss_", "loss_curve_", "validation_scores_", "best_validation_score_",
+           "validation_loss_curve_", "n_iter_", "n_layers_", "n_outputs_", "out_activation_",
+           "n_features_in_", "t_", "_dtype")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able copy of a parameter or fitted attribute (NumPy scalars become Python's)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def _unplain(value: Any) -> Any:
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, list):
+        return [_unplain(v) for v in value]
+    return value
+
+
+def save(estimator: _BaseMLP, path: Any) -> None:
+    """Write a fitted ``MLPClassifier`` / ``MLPRegressor`` to ``path`` as a safetensors model file
+    (``vnn.load`` reads it as a plain ``vnn.MLP``; :func:`load` as the estimator). No pickle."""
+    from vnn import io
+
+    if not isinstance(estimator, _BaseMLP):
+        raise TypeError(f"estimator is a {type(estimator).__name__}; expected a vnn.sklearn "
+                        "MLPClassifier or MLPRegressor")
+    check_is_fitted(estimator, "coefs_")
+    params = estimator.get_params()
+    if not (params["random_state"] is None or isinstance(params["random_state"], int)):
+        params["random_state"] = None  # a RandomState instance cannot be written; refits differ
+    fitted = {k: _plain(getattr(estimator, k)) for k in _FITTED if hasattr(estimator, k)}
+    if hasattr(estimator, "feature_names_in_"):
+        fitted["feature_names_in_"] = [str(f) for f in estimator.feature_names_in_]
+    if isinstance(estimator, MLPClassifier):
+        fitted["classes_"] = _plain(list(estimator.classes_))
+        fitted["classes_dtype"] = str(estimator.classes_.dtype)
+        fitted["y_type_"] = estimator._label_binarizer.y_type_
+    host = backends.resolve("cpu")
+    sizes = [int(estimator.coefs_[0].shape[0])] + [int(c.shape[1]) for c in estimator.coefs_]
+    net = MLP(sizes, activation=ACTIVATIONS[estimator.activation], output=estimator._output(),
+              dtype=estimator._dtype, seed=0)
+    net.weights = [host.to_numpy(estimator._as(host, c, estimator._dtype)).T
+                   for c in estimator.coefs_]
+    net.biases = [backends.to_numpy(b) for b in estimator.intercepts_]
+    io.save(net, path, extra={"sklearn": {"class": type(estimator).__name__,
+                                          "params": _plain(params), "fitted": fitted}})
+
+
+def load(path: Any, *, device: str | None = None) -> _BaseMLP:
+    """Read an estimator written by :func:`save`; ``device`` overrides the saved one."""
+    from vnn import io
+
+    meta = io.read_metadata(path)
+    info = (meta.get("extra") or {}).get("sklearn")
+    if not isinstance(info, dict) or info.get("class") not in ("MLPClassifier", "MLPRegressor"):
+        raise ValueError(f"{path}: a vanilla-nn model file, but not one written by "
+                         "vnn.sklearn.save (no estimator in its metadata); use vnn.load")
+    cls = MLPClassifier if info["class"] == "MLPClassifier" else MLPRegressor
+    params = dict(info["params"])
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if device is not None:
+        params["device"] = device
+    est = cls(**params)
+    fitted = dict(info["fitted"])
+    for key in _FITTED:
+        if key in fitted:
+            setattr(est, key, _unplain(fitted[key]))
+    if "feature_names_in_" in fitted:
+        est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    if isinstance(est, MLPClassifier):
+        est.classes_ = np.asarray(fitted["classes_"], dtype=fitted["classes_dtype"])
+        est._label_binarizer = LabelBinarizer()
+        if fitted["y_type_"].startswith("multilabel"):
+            est._label_binarizer.fit(np.eye(len(est.classes_), dtype=int))
+        else:
+            est._label_binarizer.fit(est.classes_)
+    be = backends.resolve(est.device)
+    net = io.load(path, device=be.device_name, backend=be.name)
+    est._store(net)
+    return est

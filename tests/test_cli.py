@@ -1,0 +1,264 @@
+"""The ``vnn`` command line, end to end: each test runs ``python -m vnn.cli`` in a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import vnn
+import vnn.io
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+COLORS = ["red", "green", "blue"]
+
+
+def run(*args: object) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return subprocess.run([sys.executable, "-m", "vnn.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def ok(*args: object) -> subprocess.CompletedProcess[str]:
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def metric(text: str, name: str) -> float:
+    found = re.search(rf"{name}: (-?\d+\.\d+)", text)
+    assert found, f"no '{name}' in:\n{text}"
+    return float(found.group(1))
+
+
+def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three well separated classes in 4 features of very different scales."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0, 0.0, 0.0, 0.0], [3.0, -3.0, 3.0, 0.0], [-3.0, 3.0, 0.0, 3.0]])
+    codes = rng.integers(0, 3, size=n)
+    X = (centers[codes] + rng.normal(size=(n, 4))) * np.array([1.0, 100.0, 0.01, 10.0])
+    return X, np.array(COLORS)[codes]
+
+
+def write_csv(path: pathlib.Path, X: np.ndarray, y: np.ndarray | None = None,
+              header: list[str] | None = None) -> pathlib.Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        if header is not None:
+            w.writerow(header)
+        for i, row in enumerate(X):
+            w.writerow([repr(float(v)) for v in row] + ([] if y is None else [y[i]]))
+    return path
+
+
+def standardized(model: pathlib.Path, X: np.ndarray) -> np.ndarray:
+    """``X`` with the standardization stored in the model file, as ``vnn predict`` applies it."""
+    extra = vnn.io.read_metadata(model)["extra"]
+    s = extra["standardize"]
+    return (X - np.asarray(s["mean"])) / np.asarray(s["std"])
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A model trained by ``vnn train`` on a CSV with a header row and string labels."""
+    folder = tmp_path_factory.mktemp("classifier")
+    X, y = blobs(400, seed=1)
+    data = write_csv(folder / "train.csv", X, y, ["a", "b", "c", "d", "color"])
+    model = folder / "model.safetensors"
+    proc = ok("train", "--data", data, "--epochs", "15", "--batch-size", "32", "--hidden", "32",
+              "--out", model, "--quiet")
+    assert f"model written to {model}" in proc.stdout
+    return model
+
+
+# -- train ---------------------------------------------------------------------------------------
+def test_train_digits_prints_val_accuracy():
+    pytest.importorskip("sklearn")
+    proc = ok("train", "--dataset", "digits", "--epochs", "8", "--batch-size", "32", "--quiet")
+    assert metric(proc.stdout, "val accuracy") > 0.9
+    assert metric(proc.stdout, "train accuracy") > 0.9
+    assert "train loss: " in proc.stdout and "val loss: " in proc.stdout
+    assert re.search(r"time: \d+\.\d+ s, [\d,]+ samples/s", proc.stdout)
+
+
+def test_csv_with_string_labels_train_then_predict(classifier, tmp_path):
+    meta = vnn.io.read_metadata(classifier)
+    extra = meta["extra"]
+    assert meta["output"] == "softmax" and meta["sizes"] == [4, 32, 3]
+    assert sorted(extra["labels"]) == sorted(COLORS)
+    assert extra["feature_names"] == ["a", "b", "c", "d"] and extra["target"] == "color"
+
+    X, y = blobs(50, seed=2)
+    data = write_csv(tmp_path / "new.csv", X, header=["a", "b", "c", "d"])
+    out = tmp_path / "preds.csv"
+    ok("predict", "--model", classifier, "--data", data, "--out", out)
+    predicted = out.read_text().splitlines()
+    assert len(predicted) == 50 and set(predicted) <= set(COLORS)
+
+    net = vnn.io.load(classifier)
+    codes = vnn.to_numpy(net.predict(standardized(classifier, X)))
+    assert predicted == [extra["labels"][c] for c in codes]
+    assert np.mean(np.array(predicted) == y) > 0.9
+
+    # to stdout, from a file without a header row, and from a file that still holds the target
+    headerless = write_csv(tmp_path / "headerless.csv", X)
+    assert ok("predict", "--model", classifier, "--data", headerless).stdout.splitlines() == predicted
+    with_target = write_csv(tmp_path / "with_target.csv", X, y, ["a", "b", "c", "d", "color"])
+    assert ok("predict", "--model", classifier, "--data", with_target).stdout.splitlines() == predicted
+
+
+def test_predict_proba_has_a_column_per_class(classifier, tmp_path):
+    X, _ = blobs(20, seed=3)
+    data = write_csv(tmp_path / "new.csv", X, header=["a", "b", "c", "d"])
+    lines = ok("predict", "--model", classifier, "--data", data, "--proba").stdout.splitlines()
+    labels = vnn.io.read_metadata(classifier)["extra"]["labels"]
+    assert lines[0].split(",") == labels
+    p = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    assert p.shape == (20, 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    net = vnn.io.load(classifier)
+    expected = vnn.to_numpy(net.predict_proba(standardized(classifier, X)))
+    np.testing.assert_allclose(p, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_regression_on_a_csv_without_header(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [1.0, 10.0, 0.1]
+    y = 50.0 + X @ [2.0, 0.3, -20.0] + 0.1 * rng.normal(size=300)
+    data = write_csv(tmp_path / "reg.csv", np.column_stack([X, y]))
+    model = tmp_path / "reg.safetensors"
+    proc = ok("train", "--data", data, "--epochs", "60", "--batch-size", "32", "--hidden", "16",
+              "--out", model, "-q")
+    assert metric(proc.stdout, "val R²") > 0.9
+    meta = vnn.io.read_metadata(model)
+    assert meta["output"] == "identity" and meta["extra"]["labels"] is None
+
+    new = write_csv(tmp_path / "new.csv", X[:10])
+    values = np.array([float(v) for v in ok("predict", "--model", model, "--data", new).stdout.split()])
+    scale = meta["extra"]["target_scaling"]
+    net = vnn.io.load(model)
+    expected = vnn.to_numpy(net.predict(standardized(model, X[:10]))) * scale["std"][0] + scale["mean"][0]
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
+    assert np.max(np.abs(values - y[:10])) < 0.3 * np.std(y)
+
+
+def test_npz_input_with_two_classes_trains_a_sigmoid_output(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) * 7  # labels 0 and 7
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    model = tmp_path / "m.safetensors"
+    proc = ok("train", "--data", tmp_path / "data.npz", "--epochs", "20", "--batch-size", "16",
+              "--out", model, "-q")
+    assert metric(proc.stdout, "val accuracy") > 0.85
+    meta = vnn.io.read_metadata(model)
+    assert meta["output"] == "sigmoid" and meta["sizes"][-1] == 1
+    assert meta["extra"]["labels"] == [0, 7]
+    np.save(tmp_path / "X.npy", X[:30])
+    predicted = ok("predict", "--model", model, "--data", tmp_path / "X.npy").stdout.split()
+    assert set(predicted) <= {"0", "7"} and len(predicted) == 30
+
+
+def test_npy_input_with_target_index(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    codes = (X[:, 0] > 0).astype(np.float64) + (X[:, 1] > 0)  # 0, 1, 2 as floats
+    np.save(tmp_path / "d.npy", np.column_stack([codes, X]))
+    proc = ok("train", "--data", tmp_path / "d.npy", "--target", "0", "--output", "softmax",
+              "--epochs", "3", "-q")
+    assert "val accuracy: " in proc.stdout
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    X, y = blobs(100, seed=4)
+    data = write_csv(tmp_path / "d.csv", X, y)
+    plot = tmp_path / "curves.png"
+    ok("train", "--data", data, "--epochs", "4", "--plot", plot, "-q")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- info, help, version ----------------------------------------------------------------------------
+def test_info_lists_numpy():
+    out = ok("info").stdout
+    assert f"vnn {vnn.__version__}" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("numpy"))
+    assert np.__version__ in line and "cpu" in line
+    for name in ("cupy", "torch", "array_api_strict"):
+        assert re.search(rf"^\s+{name}\s", out, re.MULTILINE)
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["predict"], ["info"]],
+                         ids=["vnn", "train", "predict", "info"])
+def test_help(command):
+    proc = ok(*command, "--help")
+    assert proc.stdout.startswith("usage: vnn")
+    assert len(proc.stdout.splitlines()) > 5
+
+
+def test_version():
+    assert ok("--version").stdout.strip() == f"vnn {vnn.__version__}"
+
+
+# -- errors --------------------------------------------------------------------------------------
+def assert_usage_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "vnn: error:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--dataset", "mnist"], "invalid choice: 'mnist'"),
+    (["train", "--dataset", "digits", "--hidden", "0"], "--hidden"),
+    (["train", "--dataset", "digits", "--hidden", "12,,x"], "'12,,x'"),
+    (["train", "--dataset", "digits", "--lr", "-1"], "--lr"),
+    (["train", "--dataset", "digits", "--epochs", "0"], "--epochs"),
+    (["train", "--data", "no/such/file.csv"], "no such file"),
+    (["train"], "--data"),
+    ([], "COMMAND"),
+], ids=["dataset", "hidden-0", "hidden-garbled", "lr", "epochs", "missing-file", "no-data",
+        "no-command"])
+def test_bad_arguments_exit_2(args, fragment):
+    assert_usage_error(run(*args), fragment)
+
+
+def test_unknown_target_column(tmp_path):
+    X, y = blobs(20, seed=5)
+    data = write_csv(tmp_path / "d.csv", X, y, ["a", "b", "c", "d", "color"])
+    assert_usage_error(run("train", "--data", data, "--target", "colour"), "'colour'", "'color'")
+    headerless = write_csv(tmp_path / "h.csv", X, y)
+    assert_usage_error(run("train", "--data", headerless, "--target", "7"), "no header row")
+
+
+def test_bad_data_files(tmp_path):
+    (tmp_path / "bad.csv").write_text("a,b,y\n1,2,3\n4,oops,5\n")
+    assert_usage_error(run("train", "--data", tmp_path / "bad.csv"), "line 3", "'oops'")
+    (tmp_path / "ragged.csv").write_text("1,2,3\n4,5\n")
+    assert_usage_error(run("train", "--data", tmp_path / "ragged.csv"), "line 2")
+    (tmp_path / "d.txt.gz").write_text("")
+    assert_usage_error(run("train", "--data", tmp_path / "d.txt.gz"), "unknown file type")
+    X, y = blobs(20, seed=6)
+    data = write_csv(tmp_path / "d.csv", X, y)
+    assert_usage_error(run("train", "--data", data, "--output", "identity"), "non-numeric")
+
+
+def test_predict_errors(classifier, tmp_path):
+    X, _ = blobs(5, seed=7)
+    three = write_csv(tmp_path / "three.csv", X[:, :3])
+    assert_usage_error(run("predict", "--model", classifier, "--data", three),
+                       "3 feature columns but the model expects 4")
+    not_a_model = write_csv(tmp_path / "m.safetensors", X)
+    assert_usage_error(run("predict", "--model", not_a_model, "--data", three),
+                       "not a valid safetensors file")
+    assert_usage_error(run("predict", "--model", tmp_path / "none.safetensors", "--data", three))
+    assert_usage_error(run("predict", "--data", three), "--model")

@@ -1,0 +1,918 @@
+"""The ``vnn`` command line: train a network on a data file, predict with it, inspect backends.
+
+    vnn train --dataset digits --epochs 20 --out digits.safetensors
+    vnn train --data houses.csv --target price --hidden 64,64 --out houses.safetensors
+    vnn predict --model digits.safetensors --data new.csv --out predictions.csv
+    vnn info
+
+Every problem with the arguments or the data is reported as ``vnn: error: <message>`` on stderr
+with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.metadata
+import importlib.util
+import math
+import os
+import platform
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+import vnn
+
+PROG = "vnn"
+DATASETS = ("digits", "breast_cancer", "diabetes", "iris")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
+OUTPUTS = ("auto", "identity", "sigmoid", "softmax")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
+DATASETS_HINT = 'pip install "vanilla-nn[datasets]"'
+PLOT_HINT = 'pip install "vanilla-nn[plot]"'
+
+
+class UsageError(Exception):
+    """A problem with the user's arguments, files or data (reported with exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every usage error reported as ``vnn: error: ...`` (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+# -- argument types -------------------------------------------------------------------------------
+def _hidden(text: str) -> list[int]:
+    """``--hidden``: comma-separated widths such as ``256,256``; ``""`` or ``none`` for no hidden
+    layer (a linear or logistic model)."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    widths = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a list of layer widths; expected integers >= 1 separated by "
+                "commas, such as 128 or 256,256")
+        widths.append(int(part))
+    return widths
+
+
+def _number(text: str, name: str, *, low: float, low_open: bool, high: float = math.inf,
+            high_open: bool = True) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    ok = math.isfinite(value) and (value > low if low_open else value >= low) and (
+        value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid {name}; expected a number in "
+                                         f"{lo}{low:g}, {high:g}{hi}")
+    return value
+
+
+def _lr(text: str) -> float:
+    return _number(text, "learning rate", low=0.0, low_open=True)
+
+
+def _l2(text: str) -> float:
+    return _number(text, "L2 strength", low=0.0, low_open=False)
+
+
+def _beta(text: str) -> float:
+    return _number(text, "momentum coefficient", low=0.0, low_open=False, high=1.0)
+
+
+def _fraction(text: str) -> float:
+    return _number(text, "fraction", low=0.0, low_open=False, high=1.0)
+
+
+def _int_at_least(minimum: int, what: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {what}; expected an "
+                                             f"integer >= {minimum}")
+        return value
+
+    return parse
+
+
+# -- reading data ---------------------------------------------------------------------------------
+@dataclass
+class Table:
+    """Features (n, d) as floats, and the raw target when there is one."""
+
+    X: np.ndarray
+    y: np.ndarray | None = None
+    feature_names: list[str] | None = None
+    target_name: str | None = None
+    source: str = ""
+    #: class names of integer-coded targets (scikit-learn's target_names)
+    class_names: list[Any] | None = None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _file_kind(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".txt", ".tsv"):
+        return "csv"
+    if suffix in (".npy", ".npz"):
+        return suffix[1:]
+    raise UsageError(f"{path}: unknown file type {suffix or '(no extension)'!r}; expected a .csv, "
+                     ".npy or .npz file")
+
+
+def _check_readable(path: str) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{path}: no such file")
+    if p.is_dir():
+        raise UsageError(f"{path} is a directory; expected a data file")
+
+
+def _read_csv(path: str) -> tuple[list[str] | None, list[list[str]], list[int]]:
+    """The header (or None when the first row holds data), the rows and their line numbers."""
+    delimiter = "\t" if path.lower().endswith(".tsv") else ","
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                rows.append([cell.strip() for cell in row])
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not a UTF-8 text file ({exc.reason}); expected CSV") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path}: not a valid CSV file: {exc}") from None
+    if not rows:
+        raise UsageError(f"{path} is empty; expected rows of comma-separated values")
+    width = len(rows[0])
+    for row, line in zip(rows, lines):
+        if len(row) != width:
+            raise UsageError(f"{path}, line {line}: {len(row)} fields where the first row has "
+                             f"{width}")
+    # A header row has a non-numeric field in a column whose next row is numeric (features are
+    # always numeric, so any real header has one); a single row is a header only if none of it
+    # is numeric.
+    first = rows[0]
+    if len(rows) > 1:
+        header = any(not _is_number(a) and _is_number(b) for a, b in zip(first, rows[1]))
+    else:
+        header = not any(_is_number(a) for a in first)
+    if header:
+        names, rows, lines = first, rows[1:], lines[1:]
+        if not rows:
+            raise UsageError(f"{path} has a header row but no data rows")
+        return names, rows, lines
+    return None, rows, lines
+
+
+def _float_columns(path: str, rows: list[list[str]], lines: list[int], columns: list[int],
+                   names: list[str] | None) -> np.ndarray:
+    """The given columns of the CSV rows as an (n, len(columns)) float64 array."""
+    cells = [[row[j] for j in columns] for row in rows]
+    try:
+        X = np.array(cells, dtype=np.float64).reshape(len(rows), len(columns))
+    except ValueError:
+        for row, line in zip(rows, lines):
+            for j in columns:
+                if not _is_number(row[j]):
+                    col = repr(names[j]) if names else str(j)
+                    what = "an empty field" if not row[j] else repr(row[j])
+                    raise UsageError(f"{path}, line {line}, column {col}: {what} is not a "
+                                     "number; feature columns must be numeric") from None
+        raise
+    return X
+
+
+def _column_index(spec: str, names: list[str] | None, width: int, path: str) -> int:
+    """``--target`` as a column index: a header name, or an index (negative counts from the end)."""
+    if names is not None and spec in names:
+        return names.index(spec)
+    try:
+        index = int(spec)
+    except ValueError:
+        index = None
+    if index is not None and -width <= index < width:
+        return index % width
+    if names is not None:
+        shown = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+        raise UsageError(f"--target {spec!r} is not a column of {path}; its columns are {shown} "
+                         f"(or give an index 0..{width - 1})")
+    raise UsageError(f"--target {spec!r} is not a column of {path}, which has no header row and "
+                     f"{width} columns; give an index 0..{width - 1} (negative counts from the end)")
+
+
+def _target_values(values: list[str], path: str, name: str) -> np.ndarray:
+    """A CSV target column as int64 (integers), float64 (other numbers) or str (anything else)."""
+    if any(not v for v in values):
+        raise UsageError(f"{path}: the target column {name!r} has empty fields")
+    try:
+        return np.array([int(v) for v in values], dtype=np.int64)
+    except ValueError:
+        pass
+    if all(_is_number(v) for v in values):
+        return np.array([float(v) for v in values], dtype=np.float64)
+    return np.array(values, dtype=str)
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise UsageError(f"{path}: cannot read it as a NumPy file ({exc})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it as a NumPy file ({exc})") from None
+
+
+def _numeric_2d(arr: np.ndarray, path: str, what: str) -> np.ndarray:
+    if arr.dtype.kind not in "biuf":
+        raise UsageError(f"{path}: {what} has dtype {arr.dtype}; expected numbers")
+    if arr.ndim != 2:
+        raise UsageError(f"{path}: {what} has shape {arr.shape}; expected 2 dimensions "
+                         "(samples, features)")
+    if arr.shape[0] == 0:
+        raise UsageError(f"{path}: {what} has no rows")
+    return arr
+
+
+def read_table(path: str, target: str | None, with_target: bool,
+               columns: list[str] | None = None) -> Table:
+    """Read a CSV, NPY or NPZ file: features and, ``with_target``, the target.
+
+    Without the target, a CSV whose header row holds all of ``columns`` gives those columns, in
+    that order (other columns, such as the target or ids, are ignored).
+    """
+    kind = _file_kind(path)
+    _check_readable(path)
+    if kind == "csv":
+        names, rows, lines = _read_csv(path)
+        width = len(rows[0])
+        if not with_target:
+            picked = list(range(width))
+            if names is not None and columns and all(c in names for c in columns):
+                picked = [names.index(c) for c in columns]
+            X = _float_columns(path, rows, lines, picked, names)
+            return Table(X, feature_names=names, source=path)
+        if width < 2:
+            raise UsageError(f"{path} has a single column; expected feature columns and a target")
+        t = _column_index(target if target is not None else "-1", names, width, path)
+        features = [j for j in range(width) if j != t]
+        X = _float_columns(path, rows, lines, features, names)
+        tname = names[t] if names else f"column {t}"
+        y = _target_values([row[t] for row in rows], path, tname)
+        fnames = [names[j] for j in features] if names else None
+        return Table(X, y, fnames, tname if names else None, source=path)
+    if kind == "npy":
+        arr = _numeric_2d(_load_npy(path), path, "the array")
+        if not with_target:
+            return Table(arr.astype(np.float64), source=path)
+        width = arr.shape[1]
+        if width < 2:
+            raise UsageError(f"{path} has a single column; expected feature columns and a target")
+        t = _column_index(target if target is not None else "-1", None, width, path)
+        y = arr[:, t]
+        X = np.delete(arr, t, axis=1).astype(np.float64)
+        return Table(X, y, source=path)
+    # npz
+    if target is not None:
+        raise UsageError("--target applies to CSV and NPY files; an NPZ file holds arrays X and y")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files if k in ("X", "y")}
+            keys = list(npz.files)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{path}: cannot read it as a NumPy .npz file ({exc})") from None
+    wanted = ("X", "y") if with_target else ("X",)
+    missing = [k for k in wanted if k not in arrays]
+    if missing:
+        raise UsageError(f"{path} has arrays {keys}; expected arrays named {list(wanted)}")
+    X = _numeric_2d(arrays["X"], path, "X").astype(np.float64)
+    if not with_target:
+        return Table(X, source=path)
+    y = arrays["y"]
+    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+        raise UsageError(f"{path}: y has shape {y.shape}; expected ({X.shape[0]},) or "
+                         f"({X.shape[0]}, k) to match the {X.shape[0]} rows of X")
+    if y.dtype.kind not in "biufU":
+        raise UsageError(f"{path}: y has dtype {y.dtype}; expected numbers or strings")
+    return Table(X, y, source=path)
+
+
+def load_dataset(name: str) -> Table:
+    """One of scikit-learn's bundled datasets (no download)."""
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise UsageError(f"--dataset needs scikit-learn, which is not installed here: "
+                         f"{DATASETS_HINT}") from None
+    bunch = getattr(datasets, f"load_{name}")()
+    X = np.asarray(bunch.data, dtype=np.float64)
+    y = np.asarray(bunch.target)
+    class_names = None
+    if name != "diabetes":
+        class_names = np.asarray(bunch.target_names).tolist()
+    fnames = [str(f) for f in bunch.feature_names]
+    return Table(X, y, fnames, "target", source=f"{name} (scikit-learn)", class_names=class_names)
+
+
+# -- targets --------------------------------------------------------------------------------------
+@dataclass
+class Target:
+    """The encoded target: class codes 0..K-1 or float values, and how to decode them."""
+
+    y: np.ndarray
+    output: str
+    m_L: int
+    labels: list[Any] | None  # classification: the original label of each code
+
+    @property
+    def classification(self) -> bool:
+        return self.labels is not None
+
+
+def _json_labels(values: np.ndarray) -> list[Any]:
+    labels = values.tolist()
+    if values.dtype.kind == "f" and all(float(v).is_integer() for v in labels):
+        labels = [int(v) for v in labels]
+    return labels
+
+
+def encode_target(table: Table, output: str) -> Target:
+    """Choose the output (``auto``) and map class labels of any type to codes 0..K-1."""
+    y = table.y
+    assert y is not None
+    kind = y.dtype.kind
+    if output == "auto":
+        output = "identity" if kind == "f" else "classes"
+    if output == "identity":
+        if kind not in "biuf":
+            example = y.reshape(-1)[0]
+            raise UsageError(f"the target holds non-numeric values such as {str(example)!r}; "
+                             "a regression (--output identity) needs numbers")
+        values = y.astype(np.float64)
+        if not np.all(np.isfinite(values)):
+            raise UsageError("the target contains NaN or infinite values")
+        return Target(values, "identity", 1 if values.ndim == 1 else values.shape[1], None)
+    if y.ndim != 1:
+        raise UsageError(f"the target has shape {y.shape}; class labels must be one column")
+    if kind == "f" and not np.all(np.isfinite(y)):
+        raise UsageError("the target contains NaN or infinite values")
+    classes, codes = np.unique(y, return_inverse=True)
+    if table.class_names is not None and kind in "iu":
+        labels = [table.class_names[int(c)] for c in classes]
+    else:
+        labels = _json_labels(classes)
+    K = len(labels)
+    if K < 2:
+        raise UsageError(f"the target has a single class ({labels[0]!r}); a classifier needs at "
+                         "least two")
+    if output == "classes":
+        output = "sigmoid" if K == 2 else "softmax"
+    if output == "sigmoid" and K != 2:
+        raise UsageError(f"--output sigmoid needs two classes; the target has {K} (use softmax)")
+    return Target(codes.astype(np.int64).reshape(-1), output, 1 if output == "sigmoid" else K,
+                  labels)
+
+
+def _note_on_target(table: Table, target: Target, output: str) -> None:
+    """A hint on stderr when ``--output auto`` probably guessed the task wrong."""
+    if output != "auto" or table.y is None:
+        return
+    n = len(table.y)
+    if target.labels is not None and table.y.dtype.kind in "iu" and (
+            len(target.labels) > max(20, n // 10)):
+        print(f"{PROG}: note: the integer target has {len(target.labels)} distinct values, taken "
+              "as class labels; for a regression use --output identity", file=sys.stderr)
+    elif target.labels is None and table.y.ndim == 1:
+        values = np.unique(table.y)
+        if len(values) <= 10 and all(float(v).is_integer() for v in values):
+            print(f"{PROG}: note: the target holds {len(values)} distinct whole numbers as floats, "
+                  "taken as a regression; for classes use --output softmax (or sigmoid for two)",
+                  file=sys.stderr)
+
+
+# -- training -------------------------------------------------------------------------------------
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = 0 if fraction == 0 else max(1, int(round(n * fraction)))
+    if n - n_val < 1:
+        raise UsageError(f"--val-fraction {fraction:g} leaves no training samples out of {n}")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    std[~(std > 1e-12)] = 1.0  # constant features are centred, not scaled
+    return mean, std
+
+
+def _unscale(pred: np.ndarray, scaling: dict[str, list[float]] | None) -> np.ndarray:
+    """Regression outputs back in the target's units (undo ``--scale-target``)."""
+    if not scaling:
+        return pred
+    mean, std = np.asarray(scaling["mean"]), np.asarray(scaling["std"])
+    if pred.ndim == 1:
+        return pred * std[0] + mean[0]
+    return pred * std + mean
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination, averaged over target columns."""
+    y = y.reshape(len(y), -1)
+    pred = pred.reshape(len(pred), -1)
+    ss_res = ((y - pred) ** 2).sum(axis=0)
+    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), np.nan)
+    return float(np.mean(r2))
+
+
+def _make_optimizer(args: argparse.Namespace) -> vnn.Optimizer:
+    if args.optimizer == "sgd":
+        return vnn.SGD(args.lr)
+    if args.optimizer == "momentum":
+        return vnn.Momentum(args.lr, beta=args.momentum)
+    return vnn.Adam(lr=args.lr)
+
+
+def _model_io() -> Any:
+    try:
+        from vnn import io as model_io
+    except ImportError as exc:
+        raise UsageError(f"model files are not available in this installation ({exc})") from None
+    return model_io
+
+
+def _check_writable(path: str, option: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{option} {path} is a directory; expected a file name")
+    parent = p.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option} {path}: the directory {str(parent)!r} is not writable")
+
+
+def _check_matplotlib() -> None:
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(f"--plot needs matplotlib, which is not installed here: {PLOT_HINT}")
+
+
+def plot_curves(history: vnn.History, path: str, title: str, loss: str, l2: float) -> None:
+    """Training (and validation) loss per epoch, written as an image (PNG, SVG, PDF by suffix)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    epochs = range(1, history.epochs + 1)
+    ax.plot(epochs, history.loss, marker="o", markersize=3, label="train")
+    if history.val_loss:
+        ax.plot(epochs, history.val_loss, marker="o", markersize=3, label="validation")
+    values = [v for v in history.loss + history.val_loss if math.isfinite(v)]
+    if values and min(values) > 0 and max(values) / min(values) > 50:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"loss ({loss}{' + L2' if l2 > 0 else ''})")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=120)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.dataset is not None and args.target is not None:
+        raise UsageError("--target applies to --data files; the bundled datasets have their own "
+                         "target")
+    activation: str | list[str]
+    names = [a.strip() for a in args.activation.split(",")]
+    for a in names:
+        if a not in ACTIVATIONS:
+            raise UsageError(f"--activation {args.activation!r}: {a!r} is not one of "
+                             f"{', '.join(ACTIVATIONS)}")
+    if len(names) > 1:
+        if len(names) != len(args.hidden):
+            raise UsageError(f"--activation lists {len(names)} activations but --hidden has "
+                             f"{len(args.hidden)} layers; give one, or one per hidden layer")
+        activation = names
+    else:
+        activation = names[0]
+    if args.out is not None:
+        _check_writable(args.out, "--out")
+        model_io = _model_io()
+    if args.plot is not None:
+        _check_writable(args.plot, "--plot")
+        _check_matplotlib()
+
+    table = load_dataset(args.dataset) if args.dataset else read_table(args.data, args.target, True)
+    target = encode_target(table, args.output)
+    _note_on_target(table, target, args.output)
+    X, n = table.X, table.X.shape[0]
+    if not np.all(np.isfinite(X)):
+        raise UsageError(f"{table.source}: the features contain NaN or infinite values")
+    train_rows, val_rows = _split(n, args.val_fraction, args.seed)
+    X_train, y_train = X[train_rows], target.y[train_rows]
+    X_val, y_val = X[val_rows], target.y[val_rows]
+    scaling = None
+    if args.standardize:
+        mean, std = _standardization(X_train)
+        X_train, X_val = (X_train - mean) / std, (X_val - mean) / std
+        scaling = {"mean": mean.tolist(), "std": std.tolist()}
+    target_scaling = None
+    y_fit, y_fit_val = y_train, y_val
+    if args.scale_target and not target.classification:
+        y_mean, y_std = _standardization(y_train.reshape(len(y_train), -1))
+        if y_train.ndim == 1:
+            y_mean, y_std = y_mean[0], y_std[0]
+        y_fit, y_fit_val = (y_train - y_mean) / y_std, (y_val - y_mean) / y_std
+        target_scaling = {"mean": np.atleast_1d(y_mean).tolist(),
+                          "std": np.atleast_1d(y_std).tolist()}
+
+    sizes = [X.shape[1], *args.hidden, target.m_L]
+    net = vnn.MLP(sizes, activation=activation, output=target.output, device=args.device,
+                  backend=args.backend, dtype=args.dtype, seed=args.seed)
+    optimizer = _make_optimizer(args)
+    has_val = len(val_rows) > 0
+    say = (lambda *a: None) if args.quiet else print
+    what = (f"{target.m_L if target.output == 'softmax' else 2} classes"
+            if target.classification else "regression")
+    say(f"data: {table.source}, {n} samples, {X.shape[1]} features, {what}; "
+        f"{len(train_rows)} for training, {len(val_rows)} for validation")
+    say(f"model: {net}, {net.n_parameters:,} parameters")
+    say(f"training: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs, l2 {args.l2:g}")
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.epochs, desc="training", unit="epoch", file=sys.stderr,
+               disable=True if args.quiet else None, leave=False, dynamic_ncols=True)
+
+    def on_epoch(epoch: int, history: vnn.History) -> None:
+        post = {"loss": f"{history.loss[-1]:.4g}"}
+        if history.val_loss:
+            post["val_loss"] = f"{history.val_loss[-1]:.4g}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+
+    t0 = time.perf_counter()
+    try:
+        history = net.fit(X_train, y_fit, optimizer=optimizer, epochs=args.epochs,
+                          batch_size=args.batch_size, l2=args.l2,
+                          validation_data=(X_val, y_fit_val) if has_val else None,
+                          callback=on_epoch)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    if not all(math.isfinite(v) for v in history.loss):
+        print(f"{PROG}: warning: the training loss is not finite; try a smaller --lr",
+              file=sys.stderr)
+
+    def score(Xs: np.ndarray, ys: np.ndarray) -> float:
+        pred = vnn.to_numpy(net.predict(Xs))
+        if target.classification:
+            return float(np.mean(pred.reshape(-1) == ys))
+        return _r2(ys, _unscale(pred, target_scaling))
+
+    metric = "accuracy" if target.classification else "R²"
+    line = f"train loss: {history.loss[-1]:.4f}"
+    if has_val:
+        line += f"   val loss: {history.val_loss[-1]:.4f}"
+    if target_scaling is not None:
+        line += "   (on the standardized target)"
+    print(line)
+    line = f"train {metric}: {score(X_train, y_train):.4f}"
+    if has_val:
+        line += f"   val {metric}: {score(X_val, y_val):.4f}"
+    print(line)
+    fit_seconds = sum(history.seconds)
+    rate = len(train_rows) * args.epochs / fit_seconds if fit_seconds > 0 else math.inf
+    print(f"time: {seconds:.2f} s, {rate:,.0f} samples/s")
+
+    if args.out is not None:
+        extra = {
+            "task": "classification" if target.classification else "regression",
+            "labels": target.labels,
+            "feature_names": table.feature_names,
+            "target": table.target_name,
+            "standardize": scaling,
+            "target_scaling": target_scaling,
+            "source": table.source,
+        }
+        model_io.save(net, args.out, epoch=args.epochs, history=history, extra=extra)
+        print(f"model written to {args.out}")
+    else:
+        print("model not written (no --out)")
+    if args.plot is not None:
+        plot_curves(history, args.plot, f"{table.source}: {net.sizes}", net.loss, args.l2)
+        print(f"loss curves written to {args.plot}")
+    return 0
+
+
+# -- predicting -----------------------------------------------------------------------------------
+def _check_width(table: Table, m0: int, names: list[str] | None) -> np.ndarray:
+    X = table.X
+    if X.shape[1] != m0:
+        hint = ""
+        if X.shape[1] == m0 + 1:
+            hint = " (one more than the model's: is the target column still in it?)"
+        header = table.feature_names
+        if header is not None and names:
+            missing = [n for n in names if n not in header]
+            if missing:
+                shown = ", ".join(repr(n) for n in missing[:5]) + (", ..." if len(missing) > 5
+                                                                   else "")
+                hint += f"; it lacks columns the model was trained on: {shown}"
+        raise UsageError(f"{table.source} has {X.shape[1]} feature columns but the model expects "
+                         f"{m0}{hint}")
+    return X
+
+
+def _fmt(value: float) -> str:
+    return format(float(value), ".8g")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model_io = _model_io()
+    _check_readable(args.model)
+    if args.out is not None:
+        _check_writable(args.out, "--out")
+    try:
+        meta = model_io.read_metadata(args.model)
+        net = model_io.load(args.model, device=args.device, backend=args.backend, dtype=args.dtype)
+    except (ValueError, TypeError, OSError, ImportError):
+        raise
+    except Exception as exc:  # anything else the file format library raises on a bad file
+        raise UsageError(f"{args.model}: cannot load the model ({type(exc).__name__}: "
+                         f"{exc})") from None
+    extra = meta.get("extra") or {}
+    names = extra.get("feature_names")
+    table = read_table(args.data, None, with_target=False, columns=names)
+    X = _check_width(table, net.sizes[0], names)
+    if not np.all(np.isfinite(X)):
+        raise UsageError(f"{table.source}: the features contain NaN or infinite values")
+    scaling = extra.get("standardize")
+    if scaling:
+        X = (X - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
+    labels = extra.get("labels")
+    output = net.output
+    rows: list[list[str]] = []
+    header: list[str] | None = None
+    if args.proba:
+        if output == "identity":
+            raise UsageError("--proba needs a classifier; this model is a regression "
+                             "(identity output)")
+        p = vnn.to_numpy(net.predict_proba(X)).astype(np.float64)
+        if output == "sigmoid" and p.shape[1] == 1:
+            p = np.concatenate([1.0 - p, p], axis=1)
+        header = ([str(c) for c in labels] if labels and len(labels) == p.shape[1]
+                  else [str(k) for k in range(p.shape[1])])
+        rows = [[_fmt(v) for v in row] for row in p]
+    else:
+        pred = vnn.to_numpy(net.predict(X))
+        if output == "identity":
+            pred = _unscale(pred.astype(np.float64), extra.get("target_scaling"))
+            pred = pred.reshape(len(pred), -1)
+            rows = [[_fmt(v) for v in row] for row in pred]
+        elif pred.ndim == 2:  # multilabel sigmoid model
+            rows = [[str(int(v)) for v in row] for row in pred]
+        else:
+            rows = [[str(labels[int(c)]) if labels else str(int(c))] for c in pred]
+
+    def write(f: Any) -> None:
+        w = csv.writer(f, lineterminator="\n")
+        if header is not None:
+            w.writerow(header)
+        w.writerows(rows)
+
+    if args.out is None:
+        write(sys.stdout)
+    else:
+        with open(args.out, "w", newline="", encoding="utf-8") as f:
+            write(f)
+        print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
+    return 0
+
+
+# -- info -----------------------------------------------------------------------------------------
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import backends
+
+    print(f"vnn {vnn.__version__} ({Path(vnn.__file__).parent})")
+    print(f"python {platform.python_version()} ({sys.executable}), {platform.platform()}")
+    error = None
+    try:
+        found = backends.available()
+    except Exception as exc:  # a broken installation of an optional library
+        found, error = [], exc
+    devices: dict[str, list[str]] = {}
+    for be in found:
+        devices.setdefault(be.name, []).append(be.device_name)
+    print("backends:")
+    width = max(len(n) for n in BACKEND_NAMES) + 1
+    for name in BACKEND_NAMES:
+        if importlib.util.find_spec(name) is None:
+            status = "not installed"
+        else:
+            module = sys.modules.get(name)
+            version = getattr(module, "__version__", None) or "?"
+            seen = devices.get(name)
+            if seen:
+                status = f"{version:<10} devices: {', '.join(seen)}"
+            elif error is not None:
+                status = f"{version:<10} could not be checked ({type(error).__name__}: {error})"
+            else:
+                status = f"{version:<10} installed, no device available (no GPU seen)"
+        print(f"  {name:<{width}}  {status}")
+    print("optional:")
+    for dist, use in (("scikit-learn", "vnn train --dataset"), ("matplotlib", "vnn train --plot"),
+                      ("safetensors", "model files"), ("tqdm", "progress bar")):
+        print(f"  {dist:<{width}}  {_version(dist) or 'not installed':<10} {use}")
+    return 0
+
+
+# -- the parser -----------------------------------------------------------------------------------
+class _Formatter(argparse.HelpFormatter):
+    """Help text wrapped without breaking words at hyphens (package names, options)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, formatter_class=_Formatter,
+        description="Train vanilla feedforward networks (vanilla-nn) from the command line and "
+                    "predict with them, on NumPy (CPU), CuPy (CUDA GPUs), PyTorch or "
+                    "array-api-strict.",
+        epilog="Run 'vnn COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {vnn.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # train
+    t = sub.add_parser(
+        "train", help="train a network on a data file or a bundled dataset",
+        formatter_class=_Formatter,
+        description="Train a network on a CSV/NPY/NPZ file or one of scikit-learn's bundled "
+                    "datasets, print the training and validation loss and accuracy (or R²), and "
+                    "optionally write the model file and a plot of the loss curves.",
+        epilog="Data files: CSV with or without a header row (the target is the last column "
+               "unless --target); NPY, one 2-D numeric array (last column = target unless "
+               "--target gives an index); NPZ with arrays X (n, d) and y (n,) or (n, k). Class "
+               "labels of any type (strings, integers) are mapped to 0..K-1; the label list, the "
+               "feature names and the standardization are stored in the model file for "
+               "'vnn predict'.")
+    g = t.add_argument_group("data")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="FILE", help="training data: a .csv, .npy or .npz file")
+    src.add_argument("--dataset", choices=DATASETS,
+                     help=f"a scikit-learn bundled dataset (needs {DATASETS_HINT})")
+    g.add_argument("--target", metavar="COLUMN",
+                   help="target column: a CSV header name or a column index (negative counts "
+                        "from the end); default: the last column")
+    g.add_argument("--val-fraction", type=_fraction, default=0.2, metavar="F",
+                   help="fraction of the samples held out for validation, drawn with --seed; "
+                        "0 disables (default: %(default)s)")
+    g.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
+                   help="z-score the features with the training split's mean and std, stored in "
+                        "the model file and applied by 'vnn predict' (default: on)")
+    g.add_argument("--scale-target", action=argparse.BooleanOptionalAction, default=True,
+                   help="for a regression, z-score the target with the training split's mean and "
+                        "std while training; the reported losses are then on that scale, while "
+                        "R² and 'vnn predict' use the target's own units (default: on)")
+    m = t.add_argument_group("model")
+    m.add_argument("--hidden", type=_hidden, default=[128], metavar="W1,W2,...",
+                   help="hidden layer widths, e.g. 256,256; 'none' for no hidden layer "
+                        "(default: 128)")
+    m.add_argument("--activation", default="relu", metavar="NAME",
+                   help=f"hidden activation: {', '.join(ACTIVATIONS)}, or a comma-separated list "
+                        "with one per hidden layer (default: %(default)s)")
+    m.add_argument("--output", choices=OUTPUTS, default="auto",
+                   help="output layer; auto picks softmax for integer or string labels with more "
+                        "than two classes, sigmoid for two classes and identity (regression) for "
+                        "float targets (default: %(default)s)")
+    m.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="floating-point type of the parameters and the computation "
+                        "(default: %(default)s)")
+    o = t.add_argument_group("optimization")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="update rule: SGD (Eqn 15), momentum (Eqn 16) or Adam "
+                        "(default: %(default)s)")
+    o.add_argument("--lr", type=_lr, default=1e-3, help="learning rate > 0 (default: %(default)s)")
+    o.add_argument("--momentum", type=_beta, default=0.9, metavar="BETA",
+                   help="β of --optimizer momentum (default: %(default)s)")
+    o.add_argument("--epochs", type=_int_at_least(1, "number of epochs"), default=20, metavar="N",
+                   help="passes over the training data (default: %(default)s)")
+    o.add_argument("--batch-size", type=_int_at_least(1, "batch size"), default=128, metavar="N",
+                   help="samples per mini-batch (default: %(default)s)")
+    o.add_argument("--l2", type=_l2, default=0.0, metavar="LAMBDA",
+                   help="L2 penalty λ on the weights, >= 0 (default: %(default)s)")
+    o.add_argument("--seed", type=_int_at_least(0, "seed"), default=0,
+                   help="seeds the weights, the batch order and the validation split "
+                        "(default: %(default)s)")
+    d = t.add_argument_group("device and output")
+    d.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N (default: %(default)s)")
+    d.add_argument("--backend", choices=BACKEND_NAMES, default=None,
+                   help="array library (default: numpy for cpu, cupy for cuda)")
+    d.add_argument("--out", metavar="FILE", help="write the trained model (.safetensors)")
+    d.add_argument("--plot", metavar="FILE",
+                   help="write the training and validation loss per epoch as an image, PNG, SVG "
+                        f"or PDF by its suffix (needs matplotlib: {PLOT_HINT})")
+    d.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar or preamble; print only the summary")
+    t.set_defaults(func=cmd_train)
+
+    # predict
+    p = sub.add_parser(
+        "predict", help="predict with a trained model file", formatter_class=_Formatter,
+        description="Load a model written by 'vnn train --out', apply the stored "
+                    "standardization to the features of --data and write one prediction per "
+                    "line: the original class labels for classifiers, values for regressions.",
+        epilog="The data file holds features only (CSV, NPY, or NPZ with array X). A CSV with a "
+               "header row may hold other columns too (the target, ids): the columns the model "
+               "was trained on are picked by name.")
+    p.add_argument("--model", required=True, metavar="FILE", help="a model file (.safetensors)")
+    p.add_argument("--data", required=True, metavar="FILE", help="features: .csv, .npy or .npz")
+    p.add_argument("--out", metavar="FILE", help="write the predictions here (default: stdout)")
+    p.add_argument("--proba", action="store_true",
+                   help="write class probabilities instead: one column per class, with a header "
+                        "row of class names")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--backend", choices=BACKEND_NAMES, default=None,
+                   help="array library (default: numpy for cpu, cupy for cuda)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="compute in this dtype (default: the model file's)")
+    p.set_defaults(func=cmd_predict)
+
+    # info
+    i = sub.add_parser(
+        "info", help="show the version and which array libraries and devices are available",
+        formatter_class=_Formatter,
+        description="Print the vnn version and, for each backend (numpy, cupy, torch, "
+                    "array_api_strict), whether it is installed, its version and the devices "
+                    "vnn can use with it.")
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``vnn`` command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        message = str(exc)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+            message = f"{exc.filename}: {exc.strerror}"
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
