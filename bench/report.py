@@ -25,13 +25,19 @@ PEERS = ("torch-eager", "jax-jit", "sklearn-mlp")
 
 
 def calibrate(w: Workload, dtype: str, device: str, seconds: float) -> int:
-    """Steps per timed run so that vnn takes about ``seconds`` on this machine."""
-    r = VnnRunner(w, dtype, 4, device=device)
-    r.run()
-    t0 = time.perf_counter()
-    r.run()
-    per_step = (time.perf_counter() - t0) / 4
-    return max(3, min(2000, round(seconds / max(per_step, 1e-7))))
+    """Steps per timed run so that vnn takes about ``seconds`` on this machine (timed over runs of
+    doubling length until one lasts 50 ms, so that one noisy step cannot set it)."""
+    steps = 4
+    while True:
+        r = VnnRunner(w, dtype, steps, device=device)
+        r.run()
+        t0 = time.perf_counter()
+        r.run()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= 0.05 or steps >= 2000:
+            break
+        steps *= 2
+    return max(3, min(2000, round(seconds * steps / max(elapsed, 1e-7))))
 
 
 def measure(w: Workload, dtype: str, device: str, rounds: int, steps: int,

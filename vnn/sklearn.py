@@ -388,6 +388,18 @@ class _BaseMLP(BaseEstimator):
         opt = self._optimizer
         trainer = Trainer(net, opt, float(self.alpha), l2_per_sample=True)
         k_avg = self.n_outputs_ if output_is_regression(net) else 1
+        with trainer.context(batch_size):  # one BLAS thread for small layers (NumPy)
+            self._epochs(net, be, trainer, A, Yt, V, val, rs, batch_size, incremental, k_avg)
+        if self.early_stopping and self._best is not None:
+            net.weights, net.biases = self._best
+        self._best = None
+
+    def _epochs(self, net: MLP, be: backends.Backend, trainer: Trainer, A: Any, Yt: Any, V: Any,
+                val: Any, rs: np.random.RandomState, batch_size: int, incremental: bool,
+                k_avg: int) -> None:
+        """scikit-learn's epoch loop: shuffle, mini-batches, loss curve, stopping rules."""
+        opt = self._optimizer
+        n_train = int(A.shape[0])
         sample_idx = np.arange(n_train)
         try:
             self.n_iter_ = 0
@@ -426,12 +438,9 @@ class _BaseMLP(BaseEstimator):
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                                   "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=3)
+                                  ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=3)
-        if self.early_stopping and self._best is not None:
-            net.weights, net.biases = self._best
-        self._best = None
+            warnings.warn("Training interrupted by user.", stacklevel=4)
 
     def _penalty(self, net: MLP, V: Any, r: Any, size: int) -> Any:
         """λ_B/2 Σ ‖W‖² of the coming step (scikit-learn's λ_B = alpha / Σ_B v)."""
