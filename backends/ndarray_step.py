@@ -21,14 +21,9 @@ output/loss pairings (Eqns 10-12) take this path; other pairings use the portabl
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 Array = Any
-
-#: products with fewer multiply-adds than this run faster on one BLAS thread (bench/: 0.5M, the
-#: small workload, gains from one thread; 26M, mnist, loses 40 % with it)
-SMALL_GEMM = 4_000_000
 
 CANONICAL = {"identity": "squared_error", "sigmoid": "binary_cross_entropy",
              "softmax": "cross_entropy"}
@@ -95,8 +90,6 @@ class NDArrayStep:
             per_param.append([v for t in thetas for v in (t[:, :-1], t[:, -1])])
         optimizer.state = per_param
         self._ws: dict[int, _Workspace] = {}
-        #: set by the backend: a context that runs BLAS on one thread (NumPy), or None
-        self.limit_threads: Callable[[], AbstractContextManager[Any]] | None = None
         self._one, self._half = self.dtype.type(1.0), self.dtype.type(0.5)
 
     def _flat(self, W: list[Array] | None, b: list[Array] | None) -> tuple[Array, list[Array]]:
@@ -113,15 +106,6 @@ class NDArrayStep:
             views.append(t)
             off += r * c
         return flat, views
-
-    def context(self, n: int) -> AbstractContextManager[Any]:
-        """Where to run steps on batches of ``n``: on one BLAS thread when every product of the
-        step is small (below SMALL_GEMM multiply-adds), else as the BLAS is configured."""
-        s = self.sizes
-        largest = max(s[i + 1] * (s[i] + 1) * n for i in range(len(s) - 1))
-        if self.limit_threads is not None and largest < SMALL_GEMM:
-            return self.limit_threads()
-        return nullcontext()
 
     def workspace(self, n: int) -> _Workspace:
         ws = self._ws.get(n)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
@@ -29,30 +28,7 @@ class NumpyBackend(Backend):
                   lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
         if CANONICAL.get(output) != loss:
             return None
-        step = NDArrayStep(np, W, b, hidden, output, lam, optimizer, _take, l2_per_sample)
-        step.limit_threads = _one_blas_thread
-        return step
-
-
-_CONTROLLER: Any = None
-
-
-def _one_blas_thread() -> AbstractContextManager[Any]:
-    """A context in which NumPy's BLAS runs on one thread (threadpoolctl; a no-op without it).
-
-    For small products, handing work to a second BLAS thread costs more than it saves, and its
-    spinning competes with the main thread for the core (measured in bench/: on the 2-core
-    machine, deep went from 0.68x to 0.84x of JAX's throughput and small from 0.96x to 1.10x).
-    """
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _CONTROLLER = False
-        else:
-            _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas") if _CONTROLLER else nullcontext()
+        return NDArrayStep(np, W, b, hidden, output, lam, optimizer, _take, l2_per_sample)
 
 
 def _take(AT: np.ndarray, cols: np.ndarray, out: np.ndarray) -> np.ndarray:

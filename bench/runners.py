@@ -72,7 +72,7 @@ class VnnRunner(Runner):
 
     def run(self) -> None:
         B, trainer, A, Y = self.w.batch, self.trainer, self.A, self.Y
-        with self.be.activate(), trainer.context(B):  # as fit runs it
+        with self.be.activate():
             for i in range(self.steps):
                 trainer(A, Y, slice(i * B, (i + 1) * B))
             self.be.synchronize()

@@ -120,21 +120,3 @@ def test_l2_per_sample_fast_step_equals_portable(fast_backend):
         for start in range(0, 37, 8):
             trainer(A, Y, slice(start, min(start + 8, 37)))
     assert np.abs(host(net.weights[0]) - host(nets[0].weights[0])).max() > 1e-3
-
-
-def test_small_layers_train_on_one_blas_thread():
-    """NumPy's step runs small products on one BLAS thread and leaves large ones alone."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    small = vnn.MLP([64, 128, 10], output="softmax")
-    large = vnn.MLP([784, 256, 256, 10], output="softmax")
-    for net, batch, limited in ((small, 64, True), (large, 128, False)):
-        trainer = vnn.train.Trainer(net, vnn.SGD(0.01), 0.0)
-        before = [p["num_threads"] for p in threadpoolctl.threadpool_info()
-                  if p["user_api"] == "blas"]
-        with trainer.context(batch):
-            inside = [p["num_threads"] for p in threadpoolctl.threadpool_info()
-                      if p["user_api"] == "blas"]
-        after = [p["num_threads"] for p in threadpoolctl.threadpool_info()
-                 if p["user_api"] == "blas"]
-        assert inside == ([1] * len(before) if limited else before)
-        assert after == before

@@ -388,8 +388,7 @@ class _BaseMLP(BaseEstimator):
         opt = self._optimizer
         trainer = Trainer(net, opt, float(self.alpha), l2_per_sample=True)
         k_avg = self.n_outputs_ if output_is_regression(net) else 1
-        with trainer.context(batch_size):  # one BLAS thread for small layers (NumPy)
-            self._epochs(net, be, trainer, A, Yt, V, val, rs, batch_size, incremental, k_avg)
+        self._epochs(net, be, trainer, A, Yt, V, val, rs, batch_size, incremental, k_avg)
         if self.early_stopping and self._best is not None:
             net.weights, net.biases = self._best
         self._best = None

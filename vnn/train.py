@@ -6,7 +6,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,25 +81,24 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     be = net.backend
     trainer = Trainer(net, optimizer, lam)
     history = History()
-    with trainer.context(batch_size):  # one BLAS thread for small layers (NumPy)
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            order = be.from_host(net.rng.permutation(n)) if shuffle else None
-            total: Any = 0.0
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                J = trainer(A, Y, slice(start, stop) if order is None else order[start:stop], V)
-                total = total + J * (stop - start)
-            history.loss.append(float(be.to_numpy(total)) / n)  # one host read per epoch
-            if val is not None:
-                history.val_loss.append(evaluate(net, val[0], val[1], lam))
-            seconds = time.perf_counter() - t0
-            history.seconds.append(seconds)
-            history.samples_per_second.append(n / seconds if seconds > 0 else math.inf)
-            if progress:
-                _report(epoch, epochs, history)
-            if callback is not None:
-                callback(epoch, history)
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        order = be.from_host(net.rng.permutation(n)) if shuffle else None
+        total: Any = 0.0
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            J = trainer(A, Y, slice(start, stop) if order is None else order[start:stop], V)
+            total = total + J * (stop - start)
+        history.loss.append(float(be.to_numpy(total)) / n)  # one host read per epoch
+        if val is not None:
+            history.val_loss.append(evaluate(net, val[0], val[1], lam))
+        seconds = time.perf_counter() - t0
+        history.seconds.append(seconds)
+        history.samples_per_second.append(n / seconds if seconds > 0 else math.inf)
+        if progress:
+            _report(epoch, epochs, history)
+        if callback is not None:
+            callback(epoch, history)
     return history
 
 
@@ -127,11 +125,6 @@ class Trainer:
                                               net.output, net.loss, lam, optimizer, l2_per_sample)
         if self.fast is not None:
             net._W, net._b = list(self.fast.W), list(self.fast.b)  # views of its flat buffer
-
-    def context(self, batch_size: int) -> AbstractContextManager[Any]:
-        """The context to run many steps of ``batch_size`` in (one BLAS thread for small layers
-        on NumPy; nothing otherwise)."""
-        return self.fast.context(batch_size) if self.fast is not None else nullcontext()
 
     def __call__(self, A: Array, Y: Array, rows: Any, V: Array | None = None) -> Array:
         if self.fast is not None and V is None:
