@@ -64,6 +64,13 @@ class Backend:
         """A preallocated training step for this library (see ``ndarray_step``), or ``None``."""
         return None
 
+    def errstate(self) -> AbstractContextManager[Any]:
+        """A context in which floating-point overflow and invalid operations are silent: training
+        checks for NaN and infinity itself and reports where they arose."""
+        import numpy as np
+
+        return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
     def activate(self) -> AbstractContextManager[Any]:
         """A context in which new arrays land on this device (CuPy's current-device model)."""
         return nullcontext()

@@ -12,7 +12,7 @@ from vnn.gradcheck import check_gradients, numerical_gradients
 from vnn.io import load, save
 from vnn.network import MLP
 from vnn.optim import SGD, Adam, Momentum, Optimizer
-from vnn.train import History
+from vnn.train import DivergenceError, History
 
 __version__ = "0.1.0"
 
@@ -20,6 +20,7 @@ __all__ = [
     "MLP",
     "SGD",
     "Adam",
+    "DivergenceError",
     "History",
     "Momentum",
     "Optimizer",

@@ -276,13 +276,16 @@ class MLP:
             batch_size: int | None = None, l2: float = 0.0, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, progress: bool = False,
             callback: Callable[[int, History], Any] | None = None,
-            sample_weight: Any = None) -> History:
-        """Train with mini-batches as in Algorithm 1.9; see :func:`vnn.train.fit`."""
+            sample_weight: Any = None, on_nonfinite: str = "raise", checkpoint: Any = None,
+            checkpoint_every: int = 1, resume: Any = None) -> History:
+        """Train with mini-batches as in Algorithm 1.9; see :func:`vnn.train.fit` (divergence,
+        Ctrl-C, ``checkpoint=`` and ``resume=`` are described there)."""
         from vnn.train import fit
 
         return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
                    shuffle=shuffle, validation_data=validation_data, progress=progress,
-                   callback=callback, sample_weight=sample_weight)
+                   callback=callback, sample_weight=sample_weight, on_nonfinite=on_nonfinite,
+                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
 
 
 def check_l2(l2: object) -> float:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,6 +35,10 @@ class History:
     seconds: list[float] = field(default_factory=list)
     samples_per_second: list[float] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        #: why training ended before ``epochs``: None, "interrupted" (Ctrl-C) or "nonfinite"
+        self.stopped: str | None = None
+
     @property
     def epochs(self) -> int:
         return len(self.loss)
@@ -43,11 +50,24 @@ def _positive_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or parameter. The model keeps the parameters (and the
+    optimizer its state) of the last step that left everything finite."""
+
+    def __init__(self, message: str, epoch: int, batch: int) -> None:
+        super().__init__(message)
+        self.epoch, self.batch = epoch, batch
+
+
+ON_NONFINITE = ("raise", "stop")
+
+
 def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: int = 10,
         batch_size: int | None = None, l2: float = 0.0, shuffle: bool = True,
         validation_data: tuple[Any, Any] | None = None, progress: bool = False,
         callback: Callable[[int, History], Any] | None = None,
-        sample_weight: Any = None) -> History:
+        sample_weight: Any = None, on_nonfinite: str = "raise", checkpoint: Any = None,
+        checkpoint_every: int = 1, resume: Any = None) -> History:
     """Algorithm 1.9: repeat for ``epochs`` over mini-batches B of ``X``, ``y``:
     (a) forward, Eqns (1)-(2); (b) loss, Eqn (3); (c) backward, Eqns (10)-(13);
     (d) gradients, Eqn (14); (e) update with ``optimizer`` (default ``Adam()``).
@@ -58,12 +78,30 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     the history so far (progress bars, logging). ``sample_weight`` (n,) weights each sample's
     loss: Eqn (3) of a batch becomes Σ_i v_i ℓ_i / Σ_i v_i + λ/2 Σ ‖W‖² (portable step). Data is
     moved to the device once; each epoch's loss stays on the device until the epoch ends.
+
+    Safety:
+
+    - If the loss or a parameter becomes NaN or infinite, the epoch is replayed step by step from
+      a copy taken at its start to find the batch, the model is left with the parameters of the
+      last finite step, and ``on_nonfinite="raise"`` (default) raises :class:`DivergenceError`
+      naming the epoch and batch; ``"stop"`` warns and returns the history instead.
+    - Ctrl-C (SIGINT, in the main thread) stops training after the step in progress: the model
+      holds the parameters of that finished step, the history its finished epochs, and
+      ``history.stopped`` says why. A second Ctrl-C interrupts at once.
+    - ``checkpoint=path`` writes the model, optimizer state, epoch, host generator state and
+      history every ``checkpoint_every`` epochs (atomically; see :func:`vnn.io.save`).
+      ``resume=path`` restores all of it and continues with the next epoch, up to ``epochs`` in
+      total, so that an interrupted and resumed run ends with the parameters of an uninterrupted
+      one (same backend; bit for bit on the CPU).
     """
     epochs = _positive_int("epochs", epochs, 0)
     lam = check_l2(l2)
-    if optimizer is None:
+    if on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"on_nonfinite={on_nonfinite!r} is invalid; expected one of {ON_NONFINITE}")
+    checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, 1)
+    if optimizer is None and resume is None:
         optimizer = Adam()
-    if not isinstance(optimizer, Optimizer):
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer={optimizer!r} is not a vnn optimizer; expected vnn.SGD, "
                         "vnn.Momentum or vnn.Adam")
     A = net._inputs(X, "X")
@@ -78,28 +116,163 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         Av = net._inputs(validation_data[0], "validation_data[0]")
         val = (Av, net._targets(validation_data[1], Av.shape[0], "validation_data[1]"))
 
-    be = net.backend
-    trainer = Trainer(net, optimizer, lam)
     history = History()
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        order = be.from_host(net.rng.permutation(n)) if shuffle else None
-        total: Any = 0.0
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            J = trainer(A, Y, slice(start, stop) if order is None else order[start:stop], V)
-            total = total + J * (stop - start)
-        history.loss.append(float(be.to_numpy(total)) / n)  # one host read per epoch
-        if val is not None:
-            history.val_loss.append(evaluate(net, val[0], val[1], lam))
-        seconds = time.perf_counter() - t0
-        history.seconds.append(seconds)
-        history.samples_per_second.append(n / seconds if seconds > 0 else math.inf)
-        if progress:
-            _report(epoch, epochs, history)
-        if callback is not None:
-            callback(epoch, history)
+    if resume is not None:
+        optimizer, history = _resume(net, resume, optimizer)
+    assert optimizer is not None
+    run = _Run(net, Trainer(net, optimizer, lam), optimizer, on_nonfinite)
+    with net.backend.errstate(), _DeferSigint() as sigint:
+        for epoch in range(history.epochs + 1, epochs + 1):
+            t0 = time.perf_counter()
+            order = net.backend.from_host(net.rng.permutation(n)) if shuffle else None
+            batches = [slice(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+            rows = [b if order is None else order[b] for b in batches]
+            done = run.epoch(epoch, A, Y, V, rows, batches, n, sigint)
+            if done is None:  # diverged, on_nonfinite="stop"
+                history.stopped = "nonfinite"
+                break
+            if done < len(rows):  # Ctrl-C
+                history.stopped = "interrupted"
+                warnings.warn(f"training interrupted at epoch {epoch} after batch {done} of "
+                              f"{len(rows)}; the model holds the parameters of that step and "
+                              f"the history its {history.epochs} finished epochs",
+                              RuntimeWarning, stacklevel=3)
+                break
+            history.loss.append(run.loss)
+            if val is not None:
+                history.val_loss.append(evaluate(net, val[0], val[1], lam))
+            seconds = time.perf_counter() - t0
+            history.seconds.append(seconds)
+            history.samples_per_second.append(n / seconds if seconds > 0 else math.inf)
+            if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+                from vnn import io
+
+                io.save(net, checkpoint, optimizer=optimizer, epoch=epoch, history=history)
+            if progress:
+                _report(epoch, epochs, history)
+            if callback is not None:
+                callback(epoch, history)
     return history
+
+
+def _resume(net: MLP, path: Any, optimizer: Optimizer | None) -> tuple[Optimizer, History]:
+    """Load a checkpoint written by ``fit(checkpoint=...)`` into ``net`` and the optimizer."""
+    from vnn import io
+
+    ck = io.load_checkpoint(path, device=net.device, backend=net.backend.name)
+    saved = (ck.net.sizes, ck.net.activation, ck.net.output, ck.net.loss, ck.net.dtype)
+    mine = (net.sizes, net.activation, net.output, net.loss, net.dtype)
+    if saved != mine:
+        raise ValueError(f"resume={path!r} holds a model {ck.net!r}, which differs from this one "
+                         f"{net!r}; expected the same sizes, activations, output, loss and dtype")
+    if ck.optimizer is None or ck.epoch is None:
+        raise ValueError(f"resume={path!r} is a model file without optimizer state and epoch; "
+                         "expected a checkpoint written by fit(checkpoint=...)")
+    if optimizer is not None and type(optimizer) is not type(ck.optimizer):
+        raise ValueError(f"optimizer={optimizer!r} differs from the checkpoint's {ck.optimizer!r}; "
+                         "pass optimizer=None to continue with the saved one")
+    opt = ck.optimizer if optimizer is None else optimizer
+    if opt is not ck.optimizer:
+        opt.state, opt.t = ck.optimizer.state, ck.optimizer.t
+    net.weights, net.biases = ck.net.weights, ck.net.biases
+    bit_generator = getattr(net.rng, "bit_generator", None)
+    if bit_generator is not None:
+        bit_generator.state = ck.net.rng.bit_generator.state  # type: ignore[attr-defined]
+    history = ck.history if ck.history is not None else History()
+    if history.epochs != ck.epoch:
+        raise ValueError(f"resume={path!r} is inconsistent: epoch {ck.epoch} but "
+                         f"{history.epochs} epochs of history")
+    return opt, history
+
+
+class _Run:
+    """One fit's steps, with a copy of the parameters at each epoch's start to fall back on."""
+
+    def __init__(self, net: MLP, trainer: Trainer, optimizer: Optimizer, on_nonfinite: str) -> None:
+        self.net, self.trainer, self.opt, self.on_nonfinite = net, trainer, optimizer, on_nonfinite
+        self.loss = math.nan
+
+    def epoch(self, epoch: int, A: Array, Y: Array, V: Array | None, rows: list[Any],
+              batches: list[slice], n: int, sigint: _DeferSigint) -> int | None:
+        """Train one epoch; returns the number of batches done (fewer after Ctrl-C), or None
+        when training diverged and ``on_nonfinite="stop"``."""
+        start = self._snapshot()
+        total: Any = 0.0
+        done = 0
+        for r, b in zip(rows, batches):
+            J = self.trainer(A, Y, r, V)
+            total = total + J * (b.stop - b.start)
+            done += 1
+            if sigint.pending:
+                break
+        loss = float(self.net.backend.to_numpy(total)) / n  # one host read per epoch
+        if math.isfinite(loss) and self._finite():
+            self.loss = loss
+            return done
+        # Replay the epoch one step at a time from its start to find the step that diverged.
+        self._restore(start)
+        for k, (r, b) in enumerate(zip(rows[:done], batches), start=1):
+            before = self._snapshot()
+            J = float(self.net.backend.to_numpy(self.trainer(A, Y, r, V)))
+            if not (math.isfinite(J) and self._finite()):
+                self._restore(before)
+                msg = (f"training diverged at epoch {epoch}, batch {k} (samples {b.start}.."
+                       f"{b.stop - 1}): the loss or a parameter became NaN or infinite (loss "
+                       f"{J!r}). The model keeps the parameters of the last finite step. Try a "
+                       "smaller learning rate, standardised inputs or L2.")
+                if self.on_nonfinite == "raise":
+                    raise DivergenceError(msg, epoch, k)
+                warnings.warn(msg, RuntimeWarning, stacklevel=4)
+                return None
+        return done  # the replay stayed finite (the failure did not recur)
+
+    def _params(self) -> list[Array]:
+        return [*self.net._W, *self.net._b]
+
+    def _finite(self) -> bool:
+        xp, be = self.net.xp, self.net.backend
+        return all(bool(be.to_numpy(xp.all(xp.isfinite(p)))) for p in self._params())
+
+    def _snapshot(self) -> tuple[list[Array], list[list[Array]], int]:
+        xp = self.net.xp
+        return ([xp.asarray(p, copy=True) for p in self._params()],
+                [[xp.asarray(a, copy=True) for a in s] for s in self.opt.state], self.opt.t)
+
+    def _restore(self, snap: tuple[list[Array], list[list[Array]], int]) -> None:
+        """Write a snapshot back in place (the fast step's parameters are views of its buffer)."""
+        params, state, t = snap
+        for p, s in zip(self._params(), params):
+            p[...] = s
+        for cur, old in zip(self.opt.state, state):
+            for a, s in zip(cur, old):
+                a[...] = s
+        self.opt.t = t
+
+
+class _DeferSigint:
+    """While active (main thread only), the first Ctrl-C sets ``pending`` instead of raising, so
+    that the step in progress finishes; a second Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._old: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def __enter__(self) -> _DeferSigint:
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._old = signal.signal(signal.SIGINT, self._handler)
+            except ValueError:  # not the main interpreter
+                self._old = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 class Trainer:
