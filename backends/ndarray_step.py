@@ -90,6 +90,8 @@ class NDArrayStep:
             per_param.append([v for t in thetas for v in (t[:, :-1], t[:, -1])])
         optimizer.state = per_param
         self._ws: dict[int, _Workspace] = {}
+        #: data-parallel training: reduce(G, n) turns this rank's gradient into the global one
+        self.reduce: Callable[[Array, int], None] | None = None
         self._one, self._half = self.dtype.type(1.0), self.dtype.type(0.5)
 
     def _flat(self, W: list[Array] | None, b: list[Array] | None) -> tuple[Array, list[Array]]:
@@ -118,17 +120,22 @@ class NDArrayStep:
     def __call__(self, A_all: Array, Y_all: Array, rows: Any) -> Any:
         """Train on the rows ``rows`` (an index array, or a slice) of (A_all, Y_all), whose rows
         are samples; returns J_B of Eqn (3) (a device scalar for CuPy, a NumPy scalar for NumPy)."""
-        if isinstance(rows, slice):
-            Xb = A_all[rows]
-            ws = self.workspace(Xb.shape[0])
-            ws.A[0][...] = Xb.T  # samples become columns
-            ws.Y[...] = Y_all[rows].T
+        n = (rows.stop - rows.start) if isinstance(rows, slice) else int(rows.shape[0])
+        if n == 0:  # an empty shard of a distributed batch: no gradient of its own
+            self.G[...] = 0
+            J: Any = 0.0
         else:
-            ws = self.workspace(rows.shape[0])
-            self._take(A_all.T, rows, ws.A[0])
-            self._take(Y_all.T, rows, ws.Y)
-        J = self._forward_loss_delta(ws)
-        self._backward(ws)
+            ws = self.workspace(n)
+            if isinstance(rows, slice):
+                ws.A[0][...] = A_all[rows].T  # samples become columns
+                ws.Y[...] = Y_all[rows].T
+            else:
+                self._take(A_all.T, rows, ws.A[0])
+                self._take(Y_all.T, rows, ws.Y)
+            J = self._forward_loss_delta(ws)
+            self._backward(ws)
+        if self.reduce is not None:  # data-parallel: the global batch's gradient on every rank
+            self.reduce(self.G, n)
         opt = self.optimizer
         opt.t += 1
         opt.update(self.xnp, [self.P], [self.G], self.state, opt.t, True)  # step 3(e)

@@ -17,6 +17,7 @@ from vnn.network import check_l2
 from vnn.optim import Adam, Optimizer
 
 if TYPE_CHECKING:
+    from vnn.distributed import Communicator
     from vnn.network import MLP
 
 Array = Any
@@ -67,7 +68,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         validation_data: tuple[Any, Any] | None = None, progress: bool = False,
         callback: Callable[[int, History], Any] | None = None,
         sample_weight: Any = None, on_nonfinite: str = "raise", checkpoint: Any = None,
-        checkpoint_every: int = 1, resume: Any = None) -> History:
+        checkpoint_every: int = 1, resume: Any = None, distributed: Any = False) -> History:
     """Algorithm 1.9: repeat for ``epochs`` over mini-batches B of ``X``, ``y``:
     (a) forward, Eqns (1)-(2); (b) loss, Eqn (3); (c) backward, Eqns (10)-(13);
     (d) gradients, Eqn (14); (e) update with ``optimizer`` (default ``Adam()``).
@@ -93,6 +94,11 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
       ``resume=path`` restores all of it and continues with the next epoch, up to ``epochs`` in
       total, so that an interrupted and resumed run ends with the parameters of an uninterrupted
       one (same backend; bit for bit on the CPU).
+
+    ``distributed=True`` trains data-parallel over MPI (see :mod:`vnn.distributed`): start the
+    script with ``mpiexec -n P``; every rank passes the same data and ``batch_size`` (the global
+    batch) and gets the same parameters and history; only rank 0 prints and writes checkpoints.
+    Ctrl-C is left to MPI there (it stops every rank).
     """
     epochs = _positive_int("epochs", epochs, 0)
     lam = check_l2(l2)
@@ -116,15 +122,26 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         Av = net._inputs(validation_data[0], "validation_data[0]")
         val = (Av, net._targets(validation_data[1], Av.shape[0], "validation_data[1]"))
 
+    from vnn.distributed import communicator
+
+    comm = communicator(net.backend, distributed)
     history = History()
     if resume is not None:
         optimizer, history = _resume(net, resume, optimizer)
     assert optimizer is not None
-    run = _Run(net, Trainer(net, optimizer, lam), optimizer, on_nonfinite)
-    with net.backend.errstate(), _DeferSigint() as sigint:
+    if comm is not None:  # every rank starts from rank 0's parameters
+        for p in [*net._W, *net._b]:
+            comm.bcast_(p)
+    lead = comm is None or comm.rank == 0
+    trainer = Trainer(net, optimizer, lam, reduce=None if comm is None else comm.reduce_gradient)
+    run = _Run(net, trainer, optimizer, on_nonfinite, comm)
+    with net.backend.errstate(), _DeferSigint(comm is None) as sigint:
         for epoch in range(history.epochs + 1, epochs + 1):
             t0 = time.perf_counter()
-            order = net.backend.from_host(net.rng.permutation(n)) if shuffle else None
+            perm = net.rng.permutation(n) if shuffle else None
+            if comm is not None and perm is not None:
+                perm = comm.bcast(perm)  # one batch order for every rank
+            order = None if perm is None else net.backend.from_host(perm)
             batches = [slice(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
             rows = [b if order is None else order[b] for b in batches]
             done = run.epoch(epoch, A, Y, V, rows, batches, n, sigint)
@@ -144,11 +161,12 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
             seconds = time.perf_counter() - t0
             history.seconds.append(seconds)
             history.samples_per_second.append(n / seconds if seconds > 0 else math.inf)
-            if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+            if checkpoint is not None and lead and (epoch % checkpoint_every == 0
+                                                    or epoch == epochs):
                 from vnn import io
 
                 io.save(net, checkpoint, optimizer=optimizer, epoch=epoch, history=history)
-            if progress:
+            if progress and lead:
                 _report(epoch, epochs, history)
             if callback is not None:
                 callback(epoch, history)
@@ -188,9 +206,25 @@ def _resume(net: MLP, path: Any, optimizer: Optimizer | None) -> tuple[Optimizer
 class _Run:
     """One fit's steps, with a copy of the parameters at each epoch's start to fall back on."""
 
-    def __init__(self, net: MLP, trainer: Trainer, optimizer: Optimizer, on_nonfinite: str) -> None:
+    def __init__(self, net: MLP, trainer: Trainer, optimizer: Optimizer, on_nonfinite: str,
+                 comm: Communicator | None = None) -> None:
         self.net, self.trainer, self.opt, self.on_nonfinite = net, trainer, optimizer, on_nonfinite
+        self.comm = comm
         self.loss = math.nan
+
+    def _step(self, A: Array, Y: Array, V: Array | None, r: Any, b: slice) -> Any:
+        """One step on the global batch ``b`` (rows ``r``); returns J_B × this rank's rows."""
+        if self.comm is None:
+            return self.trainer(A, Y, r, V) * (b.stop - b.start)
+        self.comm.global_n = b.stop - b.start
+        mine = self.comm.shard(r, b.stop - b.start)
+        n_mine = (mine.stop - mine.start) if isinstance(mine, slice) else int(mine.shape[0])
+        return self.trainer(A, Y, mine, V) * n_mine
+
+    def _host_sum(self, total: Any) -> float:
+        """Σ over this epoch's steps (and ranks) of J_B |B|, on the host."""
+        value = float(self.net.backend.to_numpy(total))
+        return value if self.comm is None else self.comm.sum(value)
 
     def epoch(self, epoch: int, A: Array, Y: Array, V: Array | None, rows: list[Any],
               batches: list[slice], n: int, sigint: _DeferSigint) -> int | None:
@@ -200,12 +234,11 @@ class _Run:
         total: Any = 0.0
         done = 0
         for r, b in zip(rows, batches):
-            J = self.trainer(A, Y, r, V)
-            total = total + J * (b.stop - b.start)
+            total = total + self._step(A, Y, V, r, b)
             done += 1
             if sigint.pending:
                 break
-        loss = float(self.net.backend.to_numpy(total)) / n  # one host read per epoch
+        loss = self._host_sum(total) / n  # one host read (and allreduce) per epoch
         if math.isfinite(loss) and self._finite():
             self.loss = loss
             return done
@@ -213,7 +246,7 @@ class _Run:
         self._restore(start)
         for k, (r, b) in enumerate(zip(rows[:done], batches), start=1):
             before = self._snapshot()
-            J = float(self.net.backend.to_numpy(self.trainer(A, Y, r, V)))
+            J = self._host_sum(self._step(A, Y, V, r, b)) / (b.stop - b.start)
             if not (math.isfinite(J) and self._finite()):
                 self._restore(before)
                 msg = (f"training diverged at epoch {epoch}, batch {k} (samples {b.start}.."
@@ -253,8 +286,8 @@ class _DeferSigint:
     """While active (main thread only), the first Ctrl-C sets ``pending`` instead of raising, so
     that the step in progress finishes; a second Ctrl-C raises KeyboardInterrupt at once."""
 
-    def __init__(self) -> None:
-        self.pending = False
+    def __init__(self, active: bool = True) -> None:
+        self.pending, self.active = False, active
         self._old: Any = None
 
     def _handler(self, signum: int, frame: Any) -> None:
@@ -263,7 +296,7 @@ class _DeferSigint:
         self.pending = True
 
     def __enter__(self) -> _DeferSigint:
-        if threading.current_thread() is threading.main_thread():
+        if self.active and threading.current_thread() is threading.main_thread():
             try:
                 self._old = signal.signal(signal.SIGINT, self._handler)
             except ValueError:  # not the main interpreter
@@ -289,15 +322,17 @@ class Trainer:
     """
 
     def __init__(self, net: MLP, optimizer: Optimizer, lam: float,
-                 l2_per_sample: bool = False) -> None:
+                 l2_per_sample: bool = False,
+                 reduce: Callable[[Array, int], None] | None = None) -> None:
         self.net, self.optimizer, self.lam = net, optimizer, lam
-        self.l2_per_sample = l2_per_sample
+        self.l2_per_sample, self.reduce = l2_per_sample, reduce
         self.fast = None
         if net.fast_path:
             self.fast = net.backend.fast_step(net._W, net._b, [h.name for h in net._hidden],
                                               net.output, net.loss, lam, optimizer, l2_per_sample)
         if self.fast is not None:
             net._W, net._b = list(self.fast.W), list(self.fast.b)  # views of its flat buffer
+            self.fast.reduce = reduce
 
     def __call__(self, A: Array, Y: Array, rows: Any, V: Array | None = None) -> Array:
         if self.fast is not None and V is None:
@@ -309,17 +344,31 @@ class Trainer:
             Ab, Yb = xp.take(A, rows, axis=0), xp.take(Y, rows, axis=0)
             Vb = None if V is None else xp.take(V, rows, axis=0)
         lam = self.lam
-        if self.l2_per_sample and lam:
+        if self.l2_per_sample and lam and Ab.shape[0]:
             lam /= Ab.shape[0] if Vb is None else float(self.net.backend.to_numpy(xp.sum(Vb)))
-        return step(self.net, self.optimizer, Ab, Yb, lam, Vb)
+        return step(self.net, self.optimizer, Ab, Yb, lam, Vb, self.reduce)
 
 
 def step(net: MLP, optimizer: Optimizer, A: Array, Y: Array, lam: float,
-         v: Array | None = None) -> Array:
-    """One mini-batch of Algorithm 1.9, steps 3(a)-(e), portable; returns J_B (Eqn 3)."""
-    J, grads = net._loss_and_gradients(A, Y, lam, v)
+         v: Array | None = None, reduce: Callable[[Array, int], None] | None = None) -> Array:
+    """One mini-batch of Algorithm 1.9, steps 3(a)-(e), portable; returns J_B (Eqn 3).
+
+    ``reduce(buffer, n)`` (data-parallel training) receives all gradients packed into one
+    contiguous buffer and turns them into the global batch's gradient in place."""
+    xp = net.xp
     params = [p for pair in zip(net._W, net._b) for p in pair]
-    flat = [g for pair in grads for g in pair]
+    n = A.shape[0]
+    if n:
+        J, grads = net._loss_and_gradients(A, Y, lam, v)
+        flat = [g for pair in grads for g in pair]
+    else:  # an empty shard of a distributed batch
+        J, flat = 0.0, [xp.zeros_like(p) for p in params]
+    if reduce is not None:
+        buf = xp.concat([xp.reshape(g, (-1,)) for g in flat])
+        reduce(buf, n)
+        sizes = [math.prod(g.shape) for g in flat]
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        flat = [xp.reshape(buf[o:o + k], g.shape) for o, k, g in zip(offsets, sizes, flat)]
     new = optimizer.step(net.xp, params, flat, inplace=net.backend.mutable)
     net._W, net._b = new[0::2], new[1::2]
     return J
