@@ -123,3 +123,18 @@ def test_distributed_argument_is_checked():
     net = vnn.MLP([2, 2])
     with pytest.raises(TypeError, match="distributed='yes' is invalid"):
         net.fit(np.zeros((4, 2)), np.zeros((4, 2)), distributed="yes")
+
+
+@needs_mpi
+def test_command_line_under_mpiexec_prints_once_and_matches_one_process():
+    pytest.importorskip("sklearn")
+    args = [sys.executable, "-m", "vnn.cli", "train", "--dataset", "iris", "--epochs", "4",
+            "--hidden", "8", "--batch-size", "16", "--quiet"]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    two = subprocess.run([_mpiexec(), "-n", "2", *args, "--distributed"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    one = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert two.returncode == 0 and one.returncode == 0, two.stderr + one.stderr
+    lines = [ln for ln in two.stdout.splitlines() if "accuracy" in ln]
+    assert len(lines) == 1  # rank 0 only
+    assert lines == [ln for ln in one.stdout.splitlines() if "accuracy" in ln]

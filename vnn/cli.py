@@ -562,6 +562,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                   backend=args.backend, dtype=args.dtype, seed=args.seed)
     optimizer = _make_optimizer(args)
     has_val = len(val_rows) > 0
+    comm = None
+    if args.distributed:  # mpiexec -n P vnn train ... --distributed: data-parallel over MPI
+        from vnn.distributed import Communicator
+
+        comm = Communicator(net.backend)
+        args.quiet = args.quiet or comm.rank != 0  # rank 0 speaks and writes files
     say = (lambda *a: None) if args.quiet else print
     what = (f"{target.m_L if target.output == 'softmax' else 2} classes"
             if target.classification else "regression")
@@ -587,10 +593,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = net.fit(X_train, y_fit, optimizer=optimizer, epochs=args.epochs,
                           batch_size=args.batch_size, l2=args.l2,
                           validation_data=(X_val, y_fit_val) if has_val else None,
-                          callback=on_epoch)
+                          callback=on_epoch, distributed=comm if comm is not None else False)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
+    if comm is not None and comm.rank != 0:
+        return 0
     if not all(math.isfinite(v) for v in history.loss):
         print(f"{PROG}: warning: the training loss is not finite; try a smaller --lr",
               file=sys.stderr)
@@ -855,6 +863,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--backend", choices=BACKEND_NAMES, default=None,
                    help="array library (default: numpy for cpu, cupy for cuda)")
     d.add_argument("--out", metavar="FILE", help="write the trained model (.safetensors)")
+    d.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI: start with 'mpiexec -n P vnn train ... "
+                        "--distributed' (needs vanilla-nn[mpi]); rank 0 prints and writes files")
     d.add_argument("--plot", metavar="FILE",
                    help="write the training and validation loss per epoch as an image, PNG, SVG "
                         f"or PDF by its suffix (needs matplotlib: {PLOT_HINT})")
