@@ -64,6 +64,11 @@ class Backend:
         """A preallocated training step for this library (see ``ndarray_step``), or ``None``."""
         return None
 
+    def collective(self, mpi_comm: Any) -> Any:
+        """A device-to-device allreduce between the ranks of ``mpi_comm`` (NCCL on CuPy), or
+        None: data-parallel training then goes through MPI on the host."""
+        return None
+
     def errstate(self) -> AbstractContextManager[Any]:
         """A context in which floating-point overflow and invalid operations are silent: training
         checks for NaN and infinity itself and reports where they arose."""

@@ -35,6 +35,31 @@ class CupyBackend(Backend):
         # array-api-compat's CuPy creation functions ignore device=; the current device decides.
         return self.device
 
+    def collective(self, mpi_comm: Any) -> Any:
+        """An NCCL communicator over the ranks of ``mpi_comm`` (unique id sent by MPI), or None
+        when CuPy was built without NCCL."""
+        try:
+            from cupy.cuda import nccl
+        except ImportError:
+            return None
+        rank, size = mpi_comm.Get_rank(), mpi_comm.Get_size()
+        uid = mpi_comm.bcast(nccl.get_unique_id() if rank == 0 else None, root=0)
+        return _Nccl(nccl, nccl.NcclCommunicator(size, uid, rank), self)
+
+
+class _Nccl:
+    """Sum a contiguous device buffer over the ranks, in place, on the current stream."""
+
+    def __init__(self, nccl: Any, comm: Any, backend: CupyBackend) -> None:
+        self.nccl, self.comm, self.backend = nccl, comm, backend
+
+    def allreduce_(self, buf: Any) -> None:
+        nccl = self.nccl
+        self.backend.synchronize()  # the gradient must be complete before NCCL reads it
+        kind = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}[buf.dtype.name]
+        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, kind, nccl.NCCL_SUM,
+                            _cupy().cuda.get_current_stream().ptr)
+
 
 def _index(device: str | None) -> int:
     if device in (None, "cuda"):

@@ -51,30 +51,15 @@ class Communicator:
         self.backend = backend
         self.seconds = 0.0
         self.global_n = 0  # rows in the current global batch, set by the training loop
-        self._nccl = self._nccl_comm() if backend.name == "cupy" and self.size > 1 else None
-
-    def _nccl_comm(self) -> Any:
-        try:
-            from cupy.cuda import nccl
-        except ImportError:
-            return None
-        uid = nccl.get_unique_id() if self.rank == 0 else None
-        uid = self.comm.bcast(uid, root=0)
-        return nccl.NcclCommunicator(self.size, uid, self.rank)
+        self._device = backend.collective(self.comm) if self.size > 1 else None
 
     # -- collectives on device arrays -----------------------------------------------------------
     def allreduce_(self, buf: Array) -> None:
         """Sum a contiguous 1-d device buffer over all ranks, in place."""
         t0 = time.perf_counter()
         be = self.backend
-        if self._nccl is not None:
-            import cupy
-            from cupy.cuda import nccl
-
-            be.synchronize()  # the gradient must be complete before NCCL reads it
-            kind = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}[buf.dtype.name]
-            self._nccl.allReduce(buf.data.ptr, buf.data.ptr, buf.size, kind, nccl.NCCL_SUM,
-                                 cupy.cuda.get_current_stream().ptr)
+        if self._device is not None:  # NCCL between GPUs (backends/cupy.py)
+            self._device.allreduce_(buf)
         elif be.name == "numpy":
             self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         else:  # torch, array_api_strict, CuPy without NCCL: through the host
