@@ -30,7 +30,13 @@ CANONICAL = {"identity": "squared_error", "sigmoid": "binary_cross_entropy",
 
 
 class _Workspace:
-    """Buffers for one batch size ``n``, samples as columns: â(0..L−1), z, δ, temporaries."""
+    """Buffers for one batch size ``n``, samples as columns: â(0..L−1), z(L), δ, scratch.
+
+    Kept small so that a step's data stays in cache: a hidden layer's z(ℓ) is never stored (Eqn 1
+    writes into the rows of â(ℓ) and φ is applied there; every φ′ is computed from a = φ(z)), the
+    hidden δ(ℓ) alternate between two buffers (Eqn 13 needs only δ(ℓ+1)), and one scratch
+    buffer serves every layer.
+    """
 
     def __init__(self, xnp: Any, n: int, sizes: list[int], dtype: Any) -> None:
         L = len(sizes) - 1
@@ -38,10 +44,18 @@ class _Workspace:
         self.Ahat = [xnp.ones((m + 1, n), dtype=dtype) for m in sizes[:L]]  # â(0) .. â(L−1)
         self.A = [a[:-1] for a in self.Ahat]  # a(ℓ): the first m_ℓ rows, contiguous
         self.Y = xnp.empty((sizes[-1], n), dtype=dtype)
-        self.Z = [xnp.empty((m, n), dtype=dtype) for m in sizes[1:]]
-        self.D = [xnp.empty((m, n), dtype=dtype) for m in sizes[1:]]  # δ(ℓ) / |B|
-        self.T = [xnp.empty((m, n), dtype=dtype) for m in sizes[1:]]  # temporaries
-        self.M = [xnp.empty((m, n), dtype=bool) for m in sizes[1:L]]  # ReLU masks
+        self.ZL = xnp.empty((sizes[-1], n), dtype=dtype)  # z(L), the logits
+        self.DL = xnp.empty((sizes[-1], n), dtype=dtype)  # δ(L) / |B|
+        self.TL = xnp.empty((sizes[-1], n), dtype=dtype)  # scratch of the loss
+        widest = max(sizes[1:L], default=1) * n
+        pair = [xnp.empty((widest,), dtype=dtype) for _ in range(2)]
+        # δ(ℓ) / |B| of hidden layer ℓ (0-based), in buffer ℓ mod 2; then δ(L)
+        self.D = [pair[ell % 2][:m * n].reshape(m, n) for ell, m in enumerate(sizes[1:L])]
+        self.D.append(self.DL)
+        scratch = xnp.empty((widest,), dtype=dtype)
+        mask = xnp.empty((widest,), dtype=bool)
+        self.T = [scratch[:m * n].reshape(m, n) for m in sizes[1:L]]  # φ′ per hidden layer
+        self.M = [mask[:m * n].reshape(m, n) for m in sizes[1:L]]  # ReLU masks
         self.r1 = xnp.empty((1, n), dtype=dtype)
         self.r2 = xnp.empty((1, n), dtype=dtype)
         self.inv_n = dtype.type(1.0 / n)
@@ -143,13 +157,13 @@ class NDArrayStep:
 
     # -- step 3(a)-(c): forward (Eqns 1-2), loss (Eqns 3-6), δ(L) (Eqns 10-12) --------------------
     def _forward_loss_delta(self, ws: _Workspace) -> Any:
-        xnp, L, Y = self.xnp, len(self.W), ws.Y
+        xnp, Y = self.xnp, ws.Y
         for f, args, out in ws.forward:  # Eqns (1)-(2) for ℓ = 1 .. L−1, then z(L) = Θ(L) â(L−1)
             f(*args, out=out)
-        Z, D = ws.Z[L - 1], ws.D[-1]
+        Z, D = ws.ZL, ws.DL
         if self.output == "softmax":
             # Eqn (6) from logits and Eqn (12): δ(L) = p − e_y, p = exp(z − max) / Σ exp(z − max)
-            mx, s, E = ws.r1, ws.r2, ws.T[-1]
+            mx, s, E = ws.r1, ws.r2, ws.TL
             Z.max(axis=0, keepdims=True, out=mx)
             xnp.subtract(Z, mx, out=E)
             xnp.exp(E, out=E)
@@ -164,7 +178,7 @@ class NDArrayStep:
             for f, args, out in _phi_ops(xnp, "sigmoid", Z, D, self._half):
                 f(*args, out=out)
             D -= Y
-            T = ws.T[-1]
+            T = ws.TL
             xnp.abs(Z, out=T)
             xnp.negative(T, out=T)
             xnp.exp(T, out=T)
@@ -193,10 +207,11 @@ class NDArrayStep:
         once per workspace so that a step is a flat loop over them (no per-layer Python logic)."""
         xnp, L, lam = self.xnp, len(self.W), ws.lam
         fwd: list[tuple[Any, tuple[Any, ...], Any]] = []
-        for ell in range(L):
-            fwd.append((xnp.matmul, (self.Theta[ell], ws.Ahat[ell]), ws.Z[ell]))  # Eqn (1): z = Θ â
-            if ell < L - 1:
-                fwd += _phi_ops(xnp, self.hidden[ell], ws.Z[ell], ws.A[ell + 1], self._half)  # (2)
+        for ell in range(L - 1):  # Eqn (1), z = Θ â, into the rows of â(ℓ); Eqn (2) in place
+            A = ws.A[ell + 1]
+            fwd.append((xnp.matmul, (self.Theta[ell], ws.Ahat[ell]), A))
+            fwd += _phi_ops(xnp, self.hidden[ell], A, A, self._half)
+        fwd.append((xnp.matmul, (self.Theta[L - 1], ws.Ahat[L - 1]), ws.ZL))  # z(L)
         bwd: list[tuple[Any, tuple[Any, ...], Any]] = []
         for ell in range(L - 1, -1, -1):
             D = ws.D[ell]
@@ -207,8 +222,8 @@ class NDArrayStep:
             if ell:
                 Dp = ws.D[ell - 1]
                 bwd.append((xnp.matmul, (self.W[ell].T, D), Dp))  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1) ...
-                bwd += _dphi_ops(xnp, self.hidden[ell - 1], ws.Z[ell - 1], ws.A[ell], Dp,
-                                 ws.T[ell - 1], ws.M[ell - 1], self._one)  # ... ⊙ φ′(z(ℓ))
+                bwd += _dphi_ops(xnp, self.hidden[ell - 1], ws.A[ell], Dp, ws.T[ell - 1],
+                                 ws.M[ell - 1], self._one)  # ... ⊙ φ′(z(ℓ))
         ws.forward, ws.backward = fwd, bwd
 
 
@@ -217,7 +232,7 @@ Ops = list[tuple[Any, tuple[Any, ...], Any]]
 
 
 def _phi_ops(xnp: Any, name: str, Z: Array, out: Array, half: Any) -> Ops:
-    """a = φ(z) into ``out``."""
+    """a = φ(z) into ``out`` (which may be ``Z`` itself)."""
     if name == "relu":
         return [(xnp.maximum, (Z, 0), out)]
     if name == "tanh":
@@ -225,14 +240,13 @@ def _phi_ops(xnp: Any, name: str, Z: Array, out: Array, half: Any) -> Ops:
     if name == "sigmoid":  # σ(u) = (1 + tanh(u/2)) / 2: equals 1 / (1 + e^{−u}), never overflows
         return [(xnp.multiply, (Z, half), out), (xnp.tanh, (out,), out),
                 (xnp.multiply, (out, half), out), (xnp.add, (out, half), out)]
-    return [(xnp.positive, (Z,), out)]  # identity
+    return [] if out is Z else [(xnp.positive, (Z,), out)]  # identity
 
 
-def _dphi_ops(xnp: Any, name: str, Z: Array, A: Array, D: Array, T: Array, M: Array,
-              one: Any) -> Ops:
-    """D ⊙= φ′(z), from z or from a = φ(z), with ``T`` and ``M`` as scratch."""
-    if name == "relu":  # φ′ = 1 where z > 0
-        return [(xnp.greater, (Z, 0), M), (xnp.multiply, (D, M), D)]
+def _dphi_ops(xnp: Any, name: str, A: Array, D: Array, T: Array, M: Array, one: Any) -> Ops:
+    """D ⊙= φ′(z), computed from a = φ(z), with ``T`` and ``M`` as scratch."""
+    if name == "relu":  # φ′ = 1 where z > 0, which is where a = max(z, 0) > 0
+        return [(xnp.greater, (A, 0), M), (xnp.multiply, (D, M), D)]
     if name == "tanh":  # φ′ = 1 − a²
         return [(xnp.multiply, (A, A), T), (xnp.subtract, (one, T), T), (xnp.multiply, (D, T), D)]
     if name == "sigmoid":  # φ′ = a (1 − a)
