@@ -262,3 +262,19 @@ def test_predict_errors(classifier, tmp_path):
                        "not a valid safetensors file")
     assert_usage_error(run("predict", "--model", tmp_path / "none.safetensors", "--data", three))
     assert_usage_error(run("predict", "--data", three), "--model")
+
+
+def test_checkpoint_and_resume_give_the_uninterrupted_run(tmp_path):
+    """Train 2 epochs with --checkpoint, resume to 5: the same summary as 5 epochs straight."""
+    ck = tmp_path / "ck.safetensors"
+    common = ["train", "--dataset", "iris", "--hidden", "8", "--batch-size", "16", "--quiet"]
+    first = run(*common, "--epochs", "2", "--checkpoint", str(ck))
+    assert first.returncode == 0, first.stderr
+    resumed = run(*common, "--epochs", "5", "--resume", str(ck))
+    straight = run(*common, "--epochs", "5")
+    assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr
+    pick = [ln for ln in straight.stdout.splitlines() if "loss" in ln or "accuracy" in ln]
+    assert pick and pick == [ln for ln in resumed.stdout.splitlines()
+                             if "loss" in ln or "accuracy" in ln]
+    bad = run(*common, "--epochs", "5", "--resume", str(tmp_path / "missing.safetensors"))
+    assert bad.returncode == 2 and "vnn: error: --resume" in bad.stderr

@@ -532,6 +532,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.plot is not None:
         _check_writable(args.plot, "--plot")
         _check_matplotlib()
+    if args.checkpoint is not None:
+        _check_writable(args.checkpoint, "--checkpoint")
+    if args.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every {args.checkpoint_every}: expected an integer >= 1")
+    if args.resume is not None and not Path(args.resume).is_file():
+        raise UsageError(f"--resume {args.resume}: no such checkpoint file")
 
     table = load_dataset(args.dataset) if args.dataset else read_table(args.data, args.target, True)
     target = encode_target(table, args.output)
@@ -593,7 +599,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = net.fit(X_train, y_fit, optimizer=optimizer, epochs=args.epochs,
                           batch_size=args.batch_size, l2=args.l2,
                           validation_data=(X_val, y_fit_val) if has_val else None,
-                          callback=on_epoch, distributed=comm if comm is not None else False)
+                          callback=on_epoch, distributed=comm if comm is not None else False,
+                          checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                          resume=args.resume)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -863,6 +871,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--backend", choices=BACKEND_NAMES, default=None,
                    help="array library (default: numpy for cpu, cupy for cuda)")
     d.add_argument("--out", metavar="FILE", help="write the trained model (.safetensors)")
+    d.add_argument("--checkpoint", metavar="FILE",
+                   help="write a checkpoint (model, optimizer state, epoch, history) every "
+                        "--checkpoint-every epochs, atomically")
+    d.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                   help="epochs between checkpoints (default: %(default)s)")
+    d.add_argument("--resume", metavar="FILE",
+                   help="continue the run saved in this checkpoint, up to --epochs in total "
+                        "(same data, options and seed)")
     d.add_argument("--distributed", action="store_true",
                    help="data-parallel training over MPI: start with 'mpiexec -n P vnn train ... "
                         "--distributed' (needs vanilla-nn[mpi]); rank 0 prints and writes files")
