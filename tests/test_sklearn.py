@@ -212,3 +212,19 @@ def test_loading_a_plain_model_as_an_estimator_is_refused(tmp_path):
     vnn.MLP([3, 4, 2], output="softmax").save(tmp_path / "plain.safetensors")
     with pytest.raises(ValueError, match="not one written by vnn.sklearn.save"):
         vsk.load(tmp_path / "plain.safetensors")
+
+
+@quiet
+def test_pickled_estimator_continues_partial_fit_like_the_original():
+    import pickle
+
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    est = MLPClassifier(hidden_layer_sizes=(5,), random_state=0)
+    est.partial_fit(X, y, classes=[0, 1])
+    twin = pickle.loads(pickle.dumps(est))
+    for e in (est, twin):
+        e.partial_fit(X, y)
+    for a, b in zip(est.coefs_ + est.intercepts_, twin.coefs_ + twin.intercepts_):
+        np.testing.assert_array_equal(a, b)

@@ -31,6 +31,7 @@ estimator as a safetensors model file (no pickle).
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from numbers import Integral, Real
@@ -334,6 +335,8 @@ class _BaseMLP(BaseEstimator):
             net = self._network(be, sizes, output, dtype)
             if not incremental or not hasattr(self, "_optimizer"):
                 self._optimizer = self._make_optimizer()
+            opt = self._optimizer  # state kept from an earlier call goes where the model is
+            opt.state = [[self._as(be, a, dtype) for a in kind] for kind in opt.state]
             if self.early_stopping and incremental:
                 raise ValueError("partial_fit does not support early_stopping=True")
             self._train(net, be, X, Y, sample_weight, rs, incremental, dtype)
@@ -528,7 +531,11 @@ class _BaseMLP(BaseEstimator):
         for key in ("coefs_", "intercepts_"):  # device arrays pickle as NumPy
             if key in state:
                 state[key] = [backends.to_numpy(a) for a in state[key]]
-        state.pop("_optimizer", None)  # optimizer state may live on a device
+        opt = state.get("_optimizer")
+        if opt is not None:  # its state (velocities, moments) pickles as NumPy too
+            opt = copy.copy(opt)
+            opt.state = [[backends.to_numpy(a) for a in kind] for kind in opt.state]
+            state["_optimizer"] = opt
         state.pop("_best", None)
         return state
 
