@@ -174,7 +174,6 @@ def test_arrays_of_another_library_or_device_are_refused():
         vnn.MLP([3, 2]).forward(other_device)
 
 
-MATH_FREE_OF_ARRAY_LIBRARIES = {"demo.py"}  # host-side example (it imports scikit-learn only)
 ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx", "torch", "jax", "array_api_strict",
                    "array_api_compat", "dask"}
 
