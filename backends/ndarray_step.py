@@ -24,38 +24,77 @@ from collections.abc import Callable
 from typing import Any
 
 Array = Any
+Ops = list[tuple[Any, tuple[Any, ...], Any]]
 
 CANONICAL = {"identity": "squared_error", "sigmoid": "binary_cross_entropy",
              "softmax": "cross_entropy"}
 
 
 class _Workspace:
-    """Buffers for one batch size ``n``, samples as columns: â(0..L−1), z(L), δ, scratch.
+    """Buffers for one batch size ``n``, samples as columns: â(0..L−1), z(L), δ, φ′, scratch.
 
     Kept small so that a step's data stays in cache: a hidden layer's z(ℓ) is never stored (Eqn 1
-    writes into the rows of â(ℓ) and φ is applied there; every φ′ is computed from a = φ(z)), the
-    hidden δ(ℓ) alternate between two buffers (Eqn 13 needs only δ(ℓ+1)), and one scratch
-    buffer serves every layer.
+    writes into the rows of â(ℓ) and φ is applied there; every φ′ is computed from a = φ(z)).
+    All â(ℓ) lie one after another in one buffer, so that φ′ of a run of hidden layers with the
+    same activation is one call over all of them (the rows of ones give harmless values that are
+    never read), and the â(ℓ−1) of a run of layers of equal shape form one stack for one batched
+    Eqn (14). The δ(ℓ) of such a run are kept in a stack too; other hidden δ(ℓ) alternate between
+    two buffers (Eqn 13 needs only δ(ℓ+1)).
     """
 
-    def __init__(self, xnp: Any, n: int, sizes: list[int], dtype: Any) -> None:
+    def __init__(self, xnp: Any, n: int, sizes: list[int], dtype: Any,
+                 hidden: list[str]) -> None:
         L = len(sizes) - 1
         self.n = n
-        self.Ahat = [xnp.ones((m + 1, n), dtype=dtype) for m in sizes[:L]]  # â(0) .. â(L−1)
+        H = xnp.ones((sum((m + 1) * n for m in sizes[:L]),), dtype=dtype)
+        offs = [0]
+        for m in sizes[:L]:
+            offs.append(offs[-1] + (m + 1) * n)
+        self.Ahat = [H[offs[i]:offs[i + 1]].reshape(m + 1, n) for i, m in enumerate(sizes[:L])]
         self.A = [a[:-1] for a in self.Ahat]  # a(ℓ): the first m_ℓ rows, contiguous
         self.Y = xnp.empty((sizes[-1], n), dtype=dtype)
         self.ZL = xnp.empty((sizes[-1], n), dtype=dtype)  # z(L), the logits
         self.DL = xnp.empty((sizes[-1], n), dtype=dtype)  # δ(L) / |B|
         self.TL = xnp.empty((sizes[-1], n), dtype=dtype)  # scratch of the loss
-        widest = max(sizes[1:L], default=1) * n
-        pair = [xnp.empty((widest,), dtype=dtype) for _ in range(2)]
-        # δ(ℓ) / |B| of hidden layer ℓ (0-based), in buffer ℓ mod 2; then δ(L)
-        self.D = [pair[ell % 2][:m * n].reshape(m, n) for ell, m in enumerate(sizes[1:L])]
+        # φ′ of hidden layer ℓ (0-based: of â(ℓ+1)) in the same layout as â(1..L−1): a float
+        # buffer for tanh and sigmoid, a boolean one for ReLU masks, made only when used
+        hid = H[offs[1]:]
+        self.phi_groups: list[tuple[str, Any, Any]] = []  # (activation, â slice, φ′ slice)
+        self.T: list[Any] = []
+        flat = {k: (xnp.empty(hid.shape, dtype=dtype if k == "float" else bool)
+                    if any(_phi_kind(h) == k for h in hidden) else None)
+                for k in ("float", "bool")}
+        for first, last in _runs(hidden):
+            lo, hi = offs[first + 1] - offs[1], offs[last + 2] - offs[1]
+            kind = _phi_kind(hidden[first])
+            buf = flat[kind] if kind else None
+            self.phi_groups.append((hidden[first], hid[lo:hi], None if buf is None else buf[lo:hi]))
+        for ell, m in enumerate(sizes[1:L]):
+            kind = _phi_kind(hidden[ell])
+            buf = flat[kind] if kind else None
+            lo = offs[ell + 1] - offs[1]
+            self.T.append(None if buf is None else buf[lo:lo + m * n].reshape(m, n))
+        # δ(ℓ) / |B| of hidden layer ℓ (0-based): stacked for runs of equal shape, else in the
+        # pair buffer ℓ mod 2; then δ(L)
+        shapes = [(sizes[i + 1], sizes[i]) for i in range(L - 1)]
+        self.D: list[Any] = [None] * (L - 1)
+        self.stacks: list[tuple[int, int, Any, Any]] = []  # (first, last, δ stack, â stack)
+        single = [ell for ell in range(L - 1)]
+        for first, last in _runs(shapes):
+            if last == first:
+                continue
+            (m, k), c = shapes[first], last - first + 1
+            Ds = xnp.empty((c, m, n), dtype=dtype)
+            As = H[offs[first]:offs[last + 1]].reshape(c, k + 1, n)
+            self.stacks.append((first, last, Ds, As))
+            for i in range(c):
+                self.D[first + i] = Ds[i]
+                single.remove(first + i)
+        widest = max((sizes[ell + 1] for ell in single), default=1) * n
+        pair = [xnp.empty((widest,), dtype=dtype) for _ in range(2 if single else 0)]
+        for ell in single:
+            self.D[ell] = pair[ell % 2][:sizes[ell + 1] * n].reshape(sizes[ell + 1], n)
         self.D.append(self.DL)
-        scratch = xnp.empty((widest,), dtype=dtype)
-        mask = xnp.empty((widest,), dtype=bool)
-        self.T = [scratch[:m * n].reshape(m, n) for m in sizes[1:L]]  # φ′ per hidden layer
-        self.M = [mask[:m * n].reshape(m, n) for m in sizes[1:L]]  # ReLU masks
         self.r1 = xnp.empty((1, n), dtype=dtype)
         self.r2 = xnp.empty((1, n), dtype=dtype)
         self.inv_n = dtype.type(1.0 / n)
@@ -63,6 +102,22 @@ class _Workspace:
         # the calls of one step, buffers bound (NDArrayStep._plan)
         self.forward: list[tuple[Any, tuple[Any, ...], Any]] = []
         self.backward: list[tuple[Any, tuple[Any, ...], Any]] = []
+
+
+def _runs(items: list[Any]) -> list[tuple[int, int]]:
+    """(first, last) index of each maximal run of equal consecutive items."""
+    runs: list[tuple[int, int]] = []
+    for i, item in enumerate(items):
+        if runs and items[runs[-1][1]] == item:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def _phi_kind(name: str) -> str | None:
+    """The buffer φ′ of an activation needs: float values, a boolean mask, or none."""
+    return {"relu": "bool", "tanh": "float", "sigmoid": "float"}.get(name)
 
 
 class NDArrayStep:
@@ -80,6 +135,9 @@ class NDArrayStep:
         self.dtype = W[0].dtype
         self.sizes = [W[0].shape[1]] + [w.shape[0] for w in W]
         L = len(W)
+        self._offsets = [0]  # where Θ(ℓ) starts in a flat buffer
+        for i in range(L):
+            self._offsets.append(self._offsets[-1] + self.sizes[i + 1] * (self.sizes[i] + 1))
         self.P, self.Theta = self._flat(list(W), list(b))
         self.W = [t[:, :-1] for t in self.Theta]
         self.b = [t[:, -1] for t in self.Theta]
@@ -110,23 +168,21 @@ class NDArrayStep:
 
     def _flat(self, W: list[Array] | None, b: list[Array] | None) -> tuple[Array, list[Array]]:
         """A zeroed flat buffer and its Θ(ℓ) views, filled from ``W``, ``b`` when given."""
-        s = self.sizes
-        shapes = [(s[i + 1], s[i] + 1) for i in range(len(s) - 1)]
-        flat = self.xnp.zeros((sum(r * c for r, c in shapes),), dtype=self.dtype)
-        views, off = [], 0
-        for i, (r, c) in enumerate(shapes):
-            t = flat[off:off + r * c].reshape(r, c)
+        s, off = self.sizes, self._offsets
+        flat = self.xnp.zeros((off[-1],), dtype=self.dtype)
+        views = []
+        for i in range(len(s) - 1):
+            t = flat[off[i]:off[i + 1]].reshape(s[i + 1], s[i] + 1)
             if W is not None and b is not None:
                 t[:, :-1] = W[i]
                 t[:, -1] = b[i]
             views.append(t)
-            off += r * c
         return flat, views
 
     def workspace(self, n: int) -> _Workspace:
         ws = self._ws.get(n)
         if ws is None:
-            ws = self._ws[n] = _Workspace(self.xnp, n, self.sizes, self.dtype)
+            ws = self._ws[n] = _Workspace(self.xnp, n, self.sizes, self.dtype, self.hidden)
             ws.lam = self.lam / n if self.l2_per_sample else self.lam
             self._plan(ws)
         return ws
@@ -206,29 +262,45 @@ class NDArrayStep:
         """The calls of one step's forward and backward passes, with their buffers bound, built
         once per workspace so that a step is a flat loop over them (no per-layer Python logic)."""
         xnp, L, lam = self.xnp, len(self.W), ws.lam
-        fwd: list[tuple[Any, tuple[Any, ...], Any]] = []
+        fwd: Ops = []
         for ell in range(L - 1):  # Eqn (1), z = Θ â, into the rows of â(ℓ); Eqn (2) in place
             A = ws.A[ell + 1]
             fwd.append((xnp.matmul, (self.Theta[ell], ws.Ahat[ell]), A))
             fwd += _phi_ops(xnp, self.hidden[ell], A, A, self._half)
         fwd.append((xnp.matmul, (self.Theta[L - 1], ws.Ahat[L - 1]), ws.ZL))  # z(L)
-        bwd: list[tuple[Any, tuple[Any, ...], Any]] = []
+        for name, Ahid, T in ws.phi_groups:  # φ′(z(ℓ)) of Eqn (13), a run of layers per call
+            fwd += _dphi_ops(xnp, name, Ahid, T, self._one)
+        stacked = {first: (last, Ds, As) for first, last, Ds, As in ws.stacks}
+        in_stack = {ell for first, last, _, _ in ws.stacks for ell in range(first, last + 1)}
+        bwd: Ops = []
         for ell in range(L - 1, -1, -1):
             D = ws.D[ell]
-            bwd.append((xnp.matmul, (D, ws.Ahat[ell].T), self.dTheta[ell]))  # Eqn (14): δ âᵀ / |B|
-            if lam:  # Eqn (14): + λ W(ℓ)
-                bwd += [(xnp.multiply, (self.W[ell], self.dtype.type(lam)), self.tmpW[ell]),
-                        (xnp.add, (self.dW[ell], self.tmpW[ell]), self.dW[ell])]
+            if ell not in in_stack:  # Eqn (14): δ âᵀ / |B|
+                bwd.append((xnp.matmul, (D, ws.Ahat[ell].T), self.dTheta[ell]))
+                bwd += self._decay(ell, lam)
             if ell:
                 Dp = ws.D[ell - 1]
                 bwd.append((xnp.matmul, (self.W[ell].T, D), Dp))  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1) ...
-                bwd += _dphi_ops(xnp, self.hidden[ell - 1], ws.A[ell], Dp, ws.T[ell - 1],
-                                 ws.M[ell - 1], self._one)  # ... ⊙ φ′(z(ℓ))
+                if ws.T[ell - 1] is not None:
+                    bwd.append((xnp.multiply, (Dp, ws.T[ell - 1]), Dp))  # ... ⊙ φ′(z(ℓ))
+            if ell in stacked:  # Eqn (14) for a run of layers of equal shape: one batched product
+                last, Ds, As = stacked[ell]
+                dT = self.G[self._offsets[ell]:self._offsets[last + 1]].reshape(
+                    last - ell + 1, *self.dTheta[ell].shape)
+                bwd.append((xnp.matmul, (Ds, As.transpose(0, 2, 1)), dT))
+                for k in range(ell, last + 1):
+                    bwd += self._decay(k, lam)
         ws.forward, ws.backward = fwd, bwd
+
+    def _decay(self, ell: int, lam: float) -> Ops:
+        """Eqn (14)'s + λ W(ℓ), when λ ≠ 0."""
+        if not lam:
+            return []
+        return [(self.xnp.multiply, (self.W[ell], self.dtype.type(lam)), self.tmpW[ell]),
+                (self.xnp.add, (self.dW[ell], self.tmpW[ell]), self.dW[ell])]
 
 
 # -- φ (Eqn 2) and δ ⊙= φ′(z) (Eqn 13) for each activation, as calls into preallocated buffers -------
-Ops = list[tuple[Any, tuple[Any, ...], Any]]
 
 
 def _phi_ops(xnp: Any, name: str, Z: Array, out: Array, half: Any) -> Ops:
@@ -243,12 +315,12 @@ def _phi_ops(xnp: Any, name: str, Z: Array, out: Array, half: Any) -> Ops:
     return [] if out is Z else [(xnp.positive, (Z,), out)]  # identity
 
 
-def _dphi_ops(xnp: Any, name: str, A: Array, D: Array, T: Array, M: Array, one: Any) -> Ops:
-    """D ⊙= φ′(z), computed from a = φ(z), with ``T`` and ``M`` as scratch."""
-    if name == "relu":  # φ′ = 1 where z > 0, which is where a = max(z, 0) > 0
-        return [(xnp.greater, (A, 0), M), (xnp.multiply, (D, M), D)]
+def _dphi_ops(xnp: Any, name: str, A: Array, T: Array, one: Any) -> Ops:
+    """φ′(z) into ``T``, computed from a = φ(z) (``A`` of any shape, ``T`` alike)."""
+    if name == "relu":  # φ′ = 1 where z > 0, which is where a = max(z, 0) > 0: a boolean mask
+        return [(xnp.greater, (A, 0), T)]
     if name == "tanh":  # φ′ = 1 − a²
-        return [(xnp.multiply, (A, A), T), (xnp.subtract, (one, T), T), (xnp.multiply, (D, T), D)]
+        return [(xnp.multiply, (A, A), T), (xnp.subtract, (one, T), T)]
     if name == "sigmoid":  # φ′ = a (1 − a)
-        return [(xnp.subtract, (one, A), T), (xnp.multiply, (T, A), T), (xnp.multiply, (D, T), D)]
+        return [(xnp.subtract, (one, A), T), (xnp.multiply, (T, A), T)]
     return []  # identity: φ′ = 1

@@ -50,6 +50,29 @@ def test_fast_step_equals_portable_step(fast_backend, activation, output, opt, s
     np.testing.assert_allclose(hists[0].val_loss, hists[1].val_loss, rtol=1e-10)
 
 
+@pytest.mark.parametrize("sizes, activations", [
+    # runs of equal layer shapes, the first one starting at the input layer, and runs of equal
+    # activations that do not line up with them
+    ([5, 5, 5, 4, 4, 3], ["relu", "relu", "tanh", "tanh"]),
+    ([5, 4, 4, 4, 4, 4, 3], ["sigmoid", "identity", "identity", "relu", "tanh"]),
+    ([5] + [6] * 6 + [3], ["tanh"] * 6),  # the deep benchmark's shape, scaled down
+])
+def test_fast_step_with_stacked_layers_equals_portable_step(fast_backend, sizes, activations):
+    """Layers of equal shape share one batched Eqn (14) and φ′ of a run of equal activations is one
+    call: against the portable step, with L2, over two batch sizes."""
+    X, y, _ = _data("softmax")
+    nets, hists = [], []
+    for fast in (True, False):
+        net = make(fast_backend, sizes, activation=activations, output="softmax", dtype="float64", seed=3)
+        net.fast_path = fast
+        hists.append(net.fit(X, y, optimizer=vnn.Adam(1e-2), epochs=3, batch_size=8, l2=0.01))
+        nets.append(net)
+    fast, ref = nets
+    for a, b in zip(fast.weights + fast.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(hists[0].loss, hists[1].loss, rtol=1e-10)
+
+
 def test_fast_step_keeps_optimizer_state_across_fits(fast_backend):
     X, y, _ = _data("softmax")
     runs = []
