@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from backends._base import Backend, optional_import
+from backends.ndarray_step import CANONICAL
 
 
 def _cupy() -> Any:
@@ -35,6 +36,18 @@ class CupyBackend(Backend):
         # array-api-compat's CuPy creation functions ignore device=; the current device decides.
         return self.device
 
+    def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
+                  lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
+        """The preallocated step with fused elementwise kernels (``backends.fused``)."""
+        if CANONICAL.get(output) != loss:
+            return None
+        from backends.fused import FusedStep
+
+        cupy = _cupy()
+        with self.device:
+            return FusedStep(cupy, W, b, hidden, output, lam, optimizer, _take, l2_per_sample,
+                             make_kernel=_kernel)
+
     def collective(self, mpi_comm: Any) -> Any:
         """An NCCL communicator over the ranks of ``mpi_comm`` (unique id sent by MPI), or None
         when CuPy was built without NCCL."""
@@ -61,6 +74,27 @@ class _Nccl:
                             _cupy().cuda.get_current_stream().ptr)
 
 
+def _take(AT: Any, cols: Any, out: Any) -> Any:
+    return _cupy().take(AT, cols, axis=1, out=out)
+
+
+def _kernel(name: str) -> Any:
+    """The fused formula ``name`` of ``backends.fused`` as a CUDA kernel (compiled on first use)."""
+    from backends.fused import FORMULAS
+
+    ins, outs, body = FORMULAS[name]
+    return _cupy().ElementwiseKernel(ins, outs, body, f"vnn_{name}")
+
+
+def set_tf32(enabled: bool) -> None:
+    """Let cuBLAS round float32 matrix products' inputs to TF32 (tensor cores), or not (CuPy's
+    default, full float32)."""
+    from cupy._core import _routines_linalg as linalg
+
+    tf32, default = 7, 1  # CuPy's COMPUTE_TYPE_TF32 and COMPUTE_TYPE_DEFAULT
+    linalg.set_compute_type(np.float32, tf32 if enabled else default)
+
+
 def _index(device: str | None) -> int:
     if device in (None, "cuda"):
         return int(_cupy().cuda.runtime.getDevice())
@@ -78,6 +112,9 @@ def make(device: str | None) -> Backend:
     count = cupy.cuda.runtime.getDeviceCount()
     if index >= count:
         raise ValueError(f"device={device!r}: CuPy sees {count} GPU(s) (cuda:0..cuda:{count - 1})")
+    from backends import tf32
+
+    set_tf32(tf32())
     return CupyBackend(xp_cupy, cupy.cuda.Device(index), f"cuda:{index}")
 
 

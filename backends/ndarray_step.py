@@ -43,7 +43,8 @@ class _Workspace:
     """
 
     def __init__(self, xnp: Any, n: int, sizes: list[int], dtype: Any,
-                 hidden: list[str]) -> None:
+                 hidden: list[str], phi_prime: bool = True) -> None:
+        """With ``phi_prime`` false no φ′ buffers are made (a step that fuses φ′ into δ)."""
         L = len(sizes) - 1
         self.n = n
         H = xnp.ones((sum((m + 1) * n for m in sizes[:L]),), dtype=dtype)
@@ -62,7 +63,7 @@ class _Workspace:
         self.phi_groups: list[tuple[str, Any, Any]] = []  # (activation, â slice, φ′ slice)
         self.T: list[Any] = []
         flat = {k: (xnp.empty(hid.shape, dtype=dtype if k == "float" else bool)
-                    if any(_phi_kind(h) == k for h in hidden) else None)
+                    if phi_prime and any(_phi_kind(h) == k for h in hidden) else None)
                 for k in ("float", "bool")}
         for first, last in _runs(hidden):
             lo, hi = offs[first + 1] - offs[1], offs[last + 2] - offs[1]
@@ -123,6 +124,9 @@ def _phi_kind(name: str) -> str | None:
 class NDArrayStep:
     """One mini-batch step (Algorithm 1.9, 3(a)-(e)) for a NumPy-API module ``xnp``."""
 
+    #: φ′ of a run of hidden layers in one call after the forward pass (else per layer)
+    stacked_phi_prime = True
+
     def __init__(self, xnp: Any, W: list[Array], b: list[Array], hidden: list[str],
                  output: str, lam: float, optimizer: Any, take: Callable[..., Any],
                  l2_per_sample: bool = False) -> None:
@@ -182,7 +186,8 @@ class NDArrayStep:
     def workspace(self, n: int) -> _Workspace:
         ws = self._ws.get(n)
         if ws is None:
-            ws = self._ws[n] = _Workspace(self.xnp, n, self.sizes, self.dtype, self.hidden)
+            ws = self._ws[n] = _Workspace(self.xnp, n, self.sizes, self.dtype, self.hidden,
+                                          self.stacked_phi_prime)
             ws.lam = self.lam / n if self.l2_per_sample else self.lam
             self._plan(ws)
         return ws
@@ -206,17 +211,29 @@ class NDArrayStep:
             self._backward(ws)
         if self.reduce is not None:  # data-parallel: the global batch's gradient on every rank
             self.reduce(self.G, n)
-        opt = self.optimizer
-        opt.t += 1
-        opt.update(self.xnp, [self.P], [self.G], self.state, opt.t, True)  # step 3(e)
+        self.optimizer.t += 1
+        self._update()  # step 3(e)
         return J
+
+    def _update(self) -> None:
+        """Step 3(e): the optimizer's in-place update of the flat parameter buffer."""
+        opt = self.optimizer
+        opt.update(self.xnp, [self.P], [self.G], self.state, opt.t, True)
 
     # -- step 3(a)-(c): forward (Eqns 1-2), loss (Eqns 3-6), δ(L) (Eqns 10-12) --------------------
     def _forward_loss_delta(self, ws: _Workspace) -> Any:
-        xnp, Y = self.xnp, ws.Y
         for f, args, out in ws.forward:  # Eqns (1)-(2) for ℓ = 1 .. L−1, then z(L) = Θ(L) â(L−1)
             f(*args, out=out)
-        Z, D = ws.ZL, ws.DL
+        J = self._loss_delta(ws) / ws.n
+        if ws.lam:  # Eqn (3): + λ/2 Σ ‖W(ℓ)‖²_F (weights only)
+            xnp = self.xnp
+            J = J + 0.5 * ws.lam * sum(xnp.vdot(t, t) - xnp.vdot(b, b)
+                                         for t, b in zip(self.Theta, self.b))
+        return J
+
+    def _loss_delta(self, ws: _Workspace) -> Any:
+        """δ(L) / |B| into ``ws.DL``; returns the batch's summed loss, |B| times Eqn (3)'s mean."""
+        xnp, Y, Z, D = self.xnp, ws.Y, ws.ZL, ws.DL
         if self.output == "softmax":
             # Eqn (6) from logits and Eqn (12): δ(L) = p − e_y, p = exp(z − max) / Σ exp(z − max)
             mx, s, E = ws.r1, ws.r2, ws.TL
@@ -226,32 +243,31 @@ class NDArrayStep:
             E.sum(axis=0, keepdims=True, out=s)
             xnp.divide(E, s, out=D)
             D -= Y
-            xnp.log(s, out=s)
-            s += mx  # logsumexp(z) per sample
-            J = s.sum() - xnp.vdot(Z, Y)
+            J = _softmax_loss(xnp, Z, Y, mx, s)
         elif self.output == "sigmoid":
-            # Eqn (5) from the logit, softplus(z) − y z, and Eqn (11): δ(L) = σ(z) − y
+            # Eqn (11): δ(L) = σ(z) − y
             for f, args, out in _phi_ops(xnp, "sigmoid", Z, D, self._half):
                 f(*args, out=out)
             D -= Y
-            T = ws.TL
-            xnp.abs(Z, out=T)
-            xnp.negative(T, out=T)
-            xnp.exp(T, out=T)
-            xnp.log1p(T, out=T)
-            yz = xnp.vdot(Z, Y)
-            xnp.maximum(Z, 0, out=Z)  # z(L) is not needed after this
-            J = T.sum() + Z.sum() - yz
+            J = self._sigmoid_loss(ws)
         else:
             # Eqn (4), ½‖a − y‖², and Eqn (10): δ(L) = a − y (identity output)
             xnp.subtract(Z, Y, out=D)
             J = 0.5 * xnp.vdot(D, D)
         D *= ws.inv_n  # average over the batch once, here, instead of in every Eqn (14)
-        J = J / ws.n
-        if ws.lam:  # Eqn (3): + λ/2 Σ ‖W(ℓ)‖²_F (weights only)
-            J = J + 0.5 * ws.lam * sum(xnp.vdot(t, t) - xnp.vdot(b, b)
-                                         for t, b in zip(self.Theta, self.b))
         return J
+
+    def _sigmoid_loss(self, ws: _Workspace) -> Any:
+        """Eqn (5) from the logit: Σ softplus(z) − y z, with softplus(z) = log1p(e^{−|z|}) +
+        max(z, 0). Overwrites z(L), which is not needed after δ(L)."""
+        xnp, Z, T = self.xnp, ws.ZL, ws.TL
+        xnp.abs(Z, out=T)
+        xnp.negative(T, out=T)
+        xnp.exp(T, out=T)
+        xnp.log1p(T, out=T)
+        yz = xnp.vdot(Z, ws.Y)
+        xnp.maximum(Z, 0, out=Z)
+        return T.sum() + Z.sum() - yz
 
     # -- step 3(c)-(d): Eqn (13) down the layers, Eqn (14) per layer --------------------------------
     def _backward(self, ws: _Workspace) -> None:
@@ -268,8 +284,7 @@ class NDArrayStep:
             fwd.append((xnp.matmul, (self.Theta[ell], ws.Ahat[ell]), A))
             fwd += _phi_ops(xnp, self.hidden[ell], A, A, self._half)
         fwd.append((xnp.matmul, (self.Theta[L - 1], ws.Ahat[L - 1]), ws.ZL))  # z(L)
-        for name, Ahid, T in ws.phi_groups:  # φ′(z(ℓ)) of Eqn (13), a run of layers per call
-            fwd += _dphi_ops(xnp, name, Ahid, T, self._one)
+        fwd += self._phi_prime_forward(ws)
         stacked = {first: (last, Ds, As) for first, last, Ds, As in ws.stacks}
         in_stack = {ell for first, last, _, _ in ws.stacks for ell in range(first, last + 1)}
         bwd: Ops = []
@@ -281,8 +296,7 @@ class NDArrayStep:
             if ell:
                 Dp = ws.D[ell - 1]
                 bwd.append((xnp.matmul, (self.W[ell].T, D), Dp))  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1) ...
-                if ws.T[ell - 1] is not None:
-                    bwd.append((xnp.multiply, (Dp, ws.T[ell - 1]), Dp))  # ... ⊙ φ′(z(ℓ))
+                bwd += self._phi_prime_backward(ws, ell - 1, Dp)  # ... ⊙ φ′(z(ℓ))
             if ell in stacked:  # Eqn (14) for a run of layers of equal shape: one batched product
                 last, Ds, As = stacked[ell]
                 dT = self.G[self._offsets[ell]:self._offsets[last + 1]].reshape(
@@ -291,6 +305,18 @@ class NDArrayStep:
                 for k in range(ell, last + 1):
                     bwd += self._decay(k, lam)
         ws.forward, ws.backward = fwd, bwd
+
+    def _phi_prime_forward(self, ws: _Workspace) -> Ops:
+        """φ′(z(ℓ)) of every hidden layer, a run of layers with one activation per call."""
+        ops: Ops = []
+        for name, Ahid, T in ws.phi_groups:
+            ops += _dphi_ops(self.xnp, name, Ahid, T, self._one)
+        return ops
+
+    def _phi_prime_backward(self, ws: _Workspace, ell: int, Dp: Array) -> Ops:
+        """δ(ℓ) ⊙= φ′(z(ℓ)) of hidden layer ``ell`` (0-based), with φ′ from the forward pass."""
+        T = ws.T[ell]
+        return [] if T is None else [(self.xnp.multiply, (Dp, T), Dp)]
 
     def _decay(self, ell: int, lam: float) -> Ops:
         """Eqn (14)'s + λ W(ℓ), when λ ≠ 0."""
@@ -313,6 +339,14 @@ def _phi_ops(xnp: Any, name: str, Z: Array, out: Array, half: Any) -> Ops:
         return [(xnp.multiply, (Z, half), out), (xnp.tanh, (out,), out),
                 (xnp.multiply, (out, half), out), (xnp.add, (out, half), out)]
     return [] if out is Z else [(xnp.positive, (Z,), out)]  # identity
+
+
+def _softmax_loss(xnp: Any, Z: Array, Y: Array, mx: Array, s: Array) -> Any:
+    """Eqn (6) from logits, summed over the batch: Σ logsumexp(z) − z·y, given the column
+    maxima ``mx`` and the sums ``s`` of exp(z − mx) (``s`` is overwritten)."""
+    xnp.log(s, out=s)
+    s += mx  # logsumexp(z) per sample
+    return s.sum() - xnp.vdot(Z, Y)
 
 
 def _dphi_ops(xnp: Any, name: str, A: Array, T: Array, one: Any) -> Ops:

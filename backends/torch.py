@@ -31,6 +31,11 @@ class TorchBackend(Backend):
             _torch().cuda.synchronize(self.device)
 
 
+def set_tf32(enabled: bool) -> None:
+    """Let float32 matrix products on CUDA use TF32 tensor cores, or not (PyTorch's default)."""
+    _torch().backends.cuda.matmul.allow_tf32 = enabled
+
+
 def make(device: str | None) -> Backend:
     torch = _torch()
     import array_api_compat.torch as xp_torch
@@ -44,6 +49,9 @@ def make(device: str | None) -> Backend:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r}: torch sees no CUDA GPU here")
+        from backends import tf32
+
+        set_tf32(tf32())
         dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
     return TorchBackend(xp_torch, dev, str(dev))
 

@@ -59,6 +59,12 @@ class Optimizer:
         """Apply step number ``t`` (1-based) to every parameter; returns the new parameters."""
         raise NotImplementedError
 
+    def fused(self, t: int) -> tuple[str, tuple[float, ...]] | None:
+        """Step ``t`` as one fused formula of ``backends.fused`` (a single GPU kernel): its name
+        and scalar arguments. ``None`` where there is none, which is what a subclass that
+        redefines :meth:`update` gets."""
+        return None
+
     def step(self, xp: Any, params: list[Array], grads: list[Array],
              inplace: bool = False) -> list[Array]:
         """One update of ``params`` with ``grads``; state and step count live on the optimizer.
@@ -94,6 +100,9 @@ class SGD(Optimizer):
             p -= g
         return params
 
+    def fused(self, t: int) -> tuple[str, tuple[float, ...]] | None:
+        return ("sgd", (self.lr,)) if type(self).update is SGD.update else None
+
 
 class Momentum(Optimizer):
     """Momentum exactly as Eqn (16) writes it (an exponential average of gradients)."""
@@ -120,6 +129,10 @@ class Momentum(Optimizer):
             g *= lr
             p -= g  # θ ← θ − ηv
         return params
+
+    def fused(self, t: int) -> tuple[str, tuple[float, ...]] | None:
+        return (("momentum", (self.beta, self.lr)) if type(self).update is Momentum.update
+                else None)
 
     def _args(self) -> str:
         return f"lr={self.lr!r}, beta={self.beta!r}"
@@ -166,6 +179,12 @@ class Adam(Optimizer):
             g *= lr / c1
             p -= g
         return params
+
+    def fused(self, t: int) -> tuple[str, tuple[float, ...]] | None:
+        if type(self).update is not Adam.update:
+            return None
+        c1, c2 = 1.0 - self.beta1**t, 1.0 - self.beta2**t
+        return "adam", (self.beta1, self.beta2, self.lr / c1, c2, self.eps)
 
     def _args(self) -> str:
         return f"lr={self.lr!r}, beta1={self.beta1!r}, beta2={self.beta2!r}, eps={self.eps!r}"

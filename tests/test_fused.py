@@ -1,0 +1,199 @@
+"""The fused step (one kernel per elementwise formula, what CuPy runs) and the TF32 switch.
+
+The formulas of ``backends.fused`` are run here on NumPy through ``numpy_kernel``, the same text
+that CuPy compiles, and the whole fused step is checked against the portable step of
+``vnn.backprop``. With a GPU, the compiled kernels are checked against that NumPy run too.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+import pytest
+from conftest import BACKENDS, host, make
+from test_fast_path import _data
+
+import backends
+import vnn
+from backends import numpy as np_backend
+from backends.fused import FORMULAS, FusedStep, numpy_kernel
+from vnn.sklearn import SklearnAdam, SklearnSGD
+
+CUPY = [b for b in BACKENDS if b.name == "cupy"]
+
+
+@pytest.fixture
+def fused_numpy(monkeypatch):
+    """NumPy's fast step replaced by the fused step, its kernels run by ``numpy_kernel``."""
+    made = []
+
+    def fast_step(self, W, b, hidden, output, loss, lam, optimizer, l2_per_sample=False):
+        if np_backend.CANONICAL.get(output) != loss:
+            return None
+        step = FusedStep(np, W, b, hidden, output, lam, optimizer, np_backend._take,
+                         l2_per_sample, make_kernel=numpy_kernel)
+        made.append(step)
+        return step
+
+    monkeypatch.setattr(np_backend.NumpyBackend, "fast_step", fast_step)
+    return made
+
+
+OPTIMIZERS = {"sgd": lambda: vnn.SGD(0.1), "momentum": lambda: vnn.Momentum(0.1, 0.8),
+              "adam": lambda: vnn.Adam(1e-2),
+              # no fused formula: the fused step falls back to their own update
+              "sklearn-sgd": lambda: SklearnSGD(0.1, momentum=0.9, nesterov=True),
+              "sklearn-adam": lambda: SklearnAdam(1e-2)}
+
+
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "identity"])
+def test_fused_step_equals_portable_step(fused_numpy, activation, output, opt):
+    X, y, m_out = _data(output)
+    nets, hists = [], []
+    for fast in (True, False):
+        # layers of equal shape (a batched Eqn 14) and mixed activations
+        net = vnn.MLP([5, 6, 6, 4, m_out], activation=[activation, activation, "tanh"],
+                      output=output, dtype="float64", seed=2)
+        net.fast_path = fast
+        # 37 samples in batches of 8: two batch sizes; L2 on (Eqn 14's + λW, fused)
+        hists.append(net.fit(X, y, optimizer=OPTIMIZERS[opt](), epochs=3, batch_size=8,
+                             l2=0.01, validation_data=(X, y)))
+        nets.append(net)
+    assert len(fused_numpy) == 1 and isinstance(fused_numpy[0], FusedStep)
+    fast, ref = nets
+    for a, b in zip(fast.weights + fast.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(hists[0].loss, hists[1].loss, rtol=1e-10)
+    np.testing.assert_allclose(hists[0].val_loss, hists[1].val_loss, rtol=1e-10)
+
+
+def test_fused_step_float32_overflowing_logits_stay_finite(fused_numpy):
+    """Large logits: the fused softmax subtracts the column maximum and the fused sigmoid
+    saturates to 0 or 1, so δ(L) stays finite (as in the portable step)."""
+    for output in ("softmax", "sigmoid"):
+        X, y, m_out = _data(output)
+        net = vnn.MLP([5, 4, m_out], output=output, dtype="float32", seed=0)
+        net.weights[0][...] *= 1e4
+        h = net.fit(X * 100, y, optimizer=vnn.SGD(1e-6), epochs=1, batch_size=8)
+        assert np.isfinite(h.loss[-1])
+        assert all(np.isfinite(host(w)).all() for w in net.weights)
+
+
+_ALLOWED = (ast.Module, ast.Assign, ast.Expr, ast.Name, ast.Load, ast.Store, ast.BinOp,
+            ast.Add, ast.Sub, ast.Mult, ast.Div, ast.UnaryOp, ast.USub, ast.Compare, ast.Gt,
+            ast.Call, ast.Constant)
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_formulas_are_in_the_part_of_c_that_is_also_python(name):
+    """Every formula is plain assignments of arithmetic on its own parameters: valid C with the
+    same meaning (no ``**``, which C reads as a dereference; no integer-only division)."""
+    ins, outs, body = FORMULAS[name]
+    params = {p.split()[-1] for p in (ins + ", " + outs).split(",")}
+    tree = ast.parse(body.replace("; ", "\n"))
+    for node in ast.walk(tree):
+        assert isinstance(node, _ALLOWED), (name, ast.dump(node))
+        if isinstance(node, ast.Name):
+            assert node.id in params | {"exp", "sqrt"}, (name, node.id)
+        if isinstance(node, ast.Call):
+            assert isinstance(node.func, ast.Name) and node.func.id in ("exp", "sqrt")
+        if isinstance(node, ast.Constant):
+            assert node.value in (0, 1), (name, node.value)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            assert not (isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant))
+        if isinstance(node, ast.Assign):
+            assert [t.id for t in node.targets] and all(  # type: ignore[attr-defined]
+                t.id in {p.split()[-1] for p in outs.split(",")} for t in node.targets)
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_numpy_kernel_broadcasts_and_updates_in_place(name):
+    ins, outs, _ = FORMULAS[name]
+    rng = np.random.default_rng(1)
+    n_in, n_out = len(ins.split(",")), len(outs.split(","))
+    args = [rng.uniform(0.5, 1.5, (4, 3)) for _ in range(n_in)]
+    args[-1] = args[-1][:1]  # a broadcast row (a scalar parameter, or the softmax's sums)
+    outputs = [rng.uniform(0.5, 1.5, (4, 3)) for _ in range(n_out)]
+    keep = [o for o in outputs]
+    numpy_kernel(name)(*args, *outputs)
+    assert all(o is k for o, k in zip(outputs, keep))
+    assert all(np.isfinite(o).all() for o in outputs)
+
+
+# -- on a GPU ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("be", CUPY, ids=[f"{b.name}-{b.device_name}" for b in CUPY])
+def test_cupy_trains_through_the_fused_step(be):
+    net = make(be, [5, 6, 3], output="softmax", dtype="float32", seed=0)
+    X, y, _ = _data("softmax")
+    net.fit(X, y, epochs=1, batch_size=8)
+    trainer = vnn.train.Trainer(net, vnn.SGD(0.1), 0.0)
+    assert isinstance(trainer.fast, FusedStep)
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+@pytest.mark.parametrize("be", CUPY, ids=[f"{b.name}-{b.device_name}" for b in CUPY])
+def test_cuda_kernels_equal_the_numpy_formulas(be, name):
+    import cupy
+
+    from backends.cupy import _kernel
+
+    ins, outs, _ = FORMULAS[name]
+    rng = np.random.default_rng(2)
+    for dtype in (np.float32, np.float64):
+        args = [rng.uniform(-2, 2, (64, 33)).astype(dtype) for _ in ins.split(",")]
+        args[-1] = args[-1][:1]
+        if name == "adam":  # the second moment and the scalars are positive
+            args[-1] = np.abs(args[-1]) + dtype(1e-3)
+        outputs = [np.abs(rng.uniform(-2, 2, (64, 33))).astype(dtype) for _ in outs.split(",")]
+        want = [o.copy() for o in outputs]
+        numpy_kernel(name)(*args, *want)
+        with be.device:
+            got = [cupy.asarray(o) for o in outputs]
+            _kernel(name)(*(cupy.asarray(a) for a in args), *got)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=tol, atol=tol)
+
+
+# -- TF32 ---------------------------------------------------------------------------------------
+
+
+def test_set_tf32_takes_a_bool_and_is_off_by_default():
+    assert backends.tf32() is False
+    with pytest.raises(TypeError, match=r"enabled=1 is not a bool"):
+        vnn.set_tf32(1)  # type: ignore[arg-type]
+    assert backends.tf32() is False
+
+
+def test_set_tf32_switches_torch_cuda_matmuls():
+    torch = pytest.importorskip("torch")
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+    try:
+        vnn.set_tf32(True)
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        vnn.set_tf32(False)
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+
+
+@pytest.mark.parametrize("be", CUPY, ids=[f"{b.name}-{b.device_name}" for b in CUPY])
+def test_tf32_rounds_cupy_float32_products(be):
+    """1.0001 has bits beyond TF32's 10: with TF32 a product of 1024 of them sums to 1024."""
+    import cupy
+
+    with be.device:
+        a = cupy.full((1024, 1024), 1.0001, dtype=cupy.float32)
+        b = cupy.ones((1024, 1024), dtype=cupy.float32)
+        try:
+            vnn.set_tf32(True)
+            rounded = float((a @ b)[0, 0])
+        finally:
+            vnn.set_tf32(False)
+        exact = float((a @ b)[0, 0])
+    assert rounded == pytest.approx(1024.0, abs=1e-3)
+    assert exact == pytest.approx(1024.1024, rel=1e-5)
