@@ -33,11 +33,11 @@ FORMULAS: dict[str, tuple[str, str, str]] = {
     "dphi_sigmoid": ("T a", "T d", "d = d * (a * (1 - a))"),
     # Eqn (14): + λ W(ℓ)
     "decay": ("T w, T lam", "T d", "d = d + lam * w"),
-    # Eqns (10)-(12), divided by |B| once, here
-    "delta_identity": ("T z, T y, T inv_n", "T d", "d = (z - y) * inv_n"),
-    "delta_sigmoid": ("T z, T y, T inv_n", "T d", "d = (1 / (1 + exp(-z)) - y) * inv_n"),
+    # Eqns (10)-(12), times 1/|B| (or η/|B|, see NDArrayStep.scale) once, here
+    "delta_identity": ("T z, T y, T scale", "T d", "d = (z - y) * scale"),
+    "delta_sigmoid": ("T z, T y, T scale", "T d", "d = (1 / (1 + exp(-z)) - y) * scale"),
     "softmax_exp": ("T z, T mx", "T e", "e = exp(z - mx)"),
-    "delta_softmax": ("T e, T s, T y, T inv_n", "T d", "d = (e / s - y) * inv_n"),
+    "delta_softmax": ("T e, T s, T y, T scale", "T d", "d = (e / s - y) * scale"),
     # step 3(e) over the flat buffer: Eqn (15), Eqn (16) and Adam (§1.6, bias-corrected)
     "sgd": ("T g, T lr", "T p", "p = p - lr * g"),
     "momentum": ("T g, T beta, T lr", "T p, T v",
@@ -97,19 +97,21 @@ class FusedStep(NDArrayStep):
         return [(_Out(self.k["decay"]), (self.W[ell], self.dtype.type(lam)), self.dW[ell])]
 
     def _loss_delta(self, ws: _Workspace) -> Any:
-        Z, Y, D, inv_n = ws.ZL, ws.Y, ws.DL, ws.inv_n
+        Z, Y, D, scale = ws.ZL, ws.Y, ws.DL, ws.scale
         if self.output == "softmax":
             mx, s, E = ws.r1, ws.r2, ws.TL
             Z.max(axis=0, keepdims=True, out=mx)
             self.k["softmax_exp"](Z, mx, E)
             E.sum(axis=0, keepdims=True, out=s)
-            self.k["delta_softmax"](E, s, Y, inv_n, D)
+            self.k["delta_softmax"](E, s, Y, scale, D)
             return _softmax_loss(self.xnp, Z, Y, mx, s)
         if self.output == "sigmoid":
-            self.k["delta_sigmoid"](Z, Y, inv_n, D)
+            self.k["delta_sigmoid"](Z, Y, scale, D)
             return self._sigmoid_loss(ws)
-        self.k["delta_identity"](Z, Y, inv_n, D)
-        return 0.5 * self.xnp.vdot(D, D) / (inv_n * inv_n)  # Eqn (4): ½‖a − y‖²
+        self.k["delta_identity"](Z, Y, self._one, D)
+        J = 0.5 * self.xnp.vdot(D, D)  # Eqn (4): ½‖a − y‖²
+        D *= scale
+        return J
 
     def _update(self) -> None:
         opt = self.optimizer

@@ -99,6 +99,7 @@ class _Workspace:
         self.r1 = xnp.empty((1, n), dtype=dtype)
         self.r2 = xnp.empty((1, n), dtype=dtype)
         self.inv_n = dtype.type(1.0 / n)
+        self.scale = self.inv_n  # what δ(L) is multiplied by this step (NDArrayStep.__call__)
         self.lam = 0.0  # λ of Eqn (3) for a batch of this size
         # the calls of one step, buffers bound (NDArrayStep._plan)
         self.forward: list[tuple[Any, tuple[Any, ...], Any]] = []
@@ -196,11 +197,13 @@ class NDArrayStep:
         """Train on the rows ``rows`` (an index array, or a slice) of (A_all, Y_all), whose rows
         are samples; returns J_B of Eqn (3) (a device scalar for CuPy, a NumPy scalar for NumPy)."""
         n = (rows.stop - rows.start) if isinstance(rows, slice) else int(rows.shape[0])
+        eta = self._folded_lr()
         if n == 0:  # an empty shard of a distributed batch: no gradient of its own
             self.G[...] = 0
             J: Any = 0.0
         else:
             ws = self.workspace(n)
+            ws.scale = ws.inv_n if eta is None else self.dtype.type(eta / n)
             if isinstance(rows, slice):
                 ws.A[0][...] = A_all[rows].T  # samples become columns
                 ws.Y[...] = Y_all[rows].T
@@ -212,8 +215,20 @@ class NDArrayStep:
         if self.reduce is not None:  # data-parallel: the global batch's gradient on every rank
             self.reduce(self.G, n)
         self.optimizer.t += 1
-        self._update()  # step 3(e)
+        if eta is None:
+            self._update()  # step 3(e)
+        else:
+            self.P -= self.G  # Eqn (15), η already inside G
         return J
+
+    def _folded_lr(self) -> float | None:
+        """η of plain SGD (Eqn 15) without L2, which this step folds into δ(L)'s 1/|B| so that
+        Eqn (14) yields η ∇̂θ and the update is one subtraction; None for any other update."""
+        opt = self.optimizer
+        spec = opt.fused(opt.t + 1) if hasattr(opt, "fused") else None
+        if spec is None or spec[0] != "sgd" or self.lam:
+            return None
+        return float(spec[1][0])
 
     def _update(self) -> None:
         """Step 3(e): the optimizer's in-place update of the flat parameter buffer."""
@@ -254,7 +269,7 @@ class NDArrayStep:
             # Eqn (4), ½‖a − y‖², and Eqn (10): δ(L) = a − y (identity output)
             xnp.subtract(Z, Y, out=D)
             J = 0.5 * xnp.vdot(D, D)
-        D *= ws.inv_n  # average over the batch once, here, instead of in every Eqn (14)
+        D *= ws.scale  # average over the batch once, here, instead of in every Eqn (14)
         return J
 
     def _sigmoid_loss(self, ws: _Workspace) -> Any:

@@ -27,10 +27,11 @@ def fast_backend(request):
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("l2", [0.0, 0.01])  # without L2, plain SGD folds η into δ(L)
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "identity"])
-def test_fast_step_equals_portable_step(fast_backend, activation, output, opt, shuffle):
+def test_fast_step_equals_portable_step(fast_backend, activation, output, opt, shuffle, l2):
     X, y, m_out = _data(output)
     nets, hists = [], []
     for fast in (True, False):
@@ -39,7 +40,7 @@ def test_fast_step_equals_portable_step(fast_backend, activation, output, opt, s
         net.fast_path = fast
         # 37 samples in batches of 8: four full batches and a last one of 5 (two workspaces)
         hists.append(net.fit(X, y, optimizer=OPTIMIZERS[opt](), epochs=3, batch_size=8,
-                             l2=0.01, shuffle=shuffle, validation_data=(X, y)))
+                             l2=l2, shuffle=shuffle, validation_data=(X, y)))
         nets.append(net)
     fast, ref = nets
     # float64, the same equations in a different order (δ/|B| before the products; sigmoid via

@@ -47,10 +47,11 @@ OPTIMIZERS = {"sgd": lambda: vnn.SGD(0.1), "momentum": lambda: vnn.Momentum(0.1,
               "sklearn-adam": lambda: SklearnAdam(1e-2)}
 
 
+@pytest.mark.parametrize("l2", [0.0, 0.01])  # without L2, plain SGD folds η into δ(L)
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "identity"])
-def test_fused_step_equals_portable_step(fused_numpy, activation, output, opt):
+def test_fused_step_equals_portable_step(fused_numpy, activation, output, opt, l2):
     X, y, m_out = _data(output)
     nets, hists = [], []
     for fast in (True, False):
@@ -60,7 +61,7 @@ def test_fused_step_equals_portable_step(fused_numpy, activation, output, opt):
         net.fast_path = fast
         # 37 samples in batches of 8: two batch sizes; L2 on (Eqn 14's + λW, fused)
         hists.append(net.fit(X, y, optimizer=OPTIMIZERS[opt](), epochs=3, batch_size=8,
-                             l2=0.01, validation_data=(X, y)))
+                             l2=l2, validation_data=(X, y)))
         nets.append(net)
     assert len(fused_numpy) == 1 and isinstance(fused_numpy[0], FusedStep)
     fast, ref = nets
