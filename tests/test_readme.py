@@ -28,11 +28,14 @@ def test_readme_examples_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runnable = [b for b in BLOCKS if "[...]" not in b]  # the GPU block lists constructors only
     assert len(runnable) >= 3
-    for block in runnable:
-        code = block.replace('device="cuda"', 'device="cpu"')
-        if "history=h" in code:  # the checkpoint line reuses the Use section's history
-            namespace["h"] = namespace["history"]
-        exec(compile(code, str(README), "exec"), namespace)  # noqa: S102
+    try:
+        for block in runnable:
+            code = block.replace('device="cuda"', 'device="cpu"')
+            if "history=h" in code:  # the checkpoint line reuses the Use section's history
+                namespace["h"] = namespace["history"]
+            exec(compile(code, str(README), "exec"), namespace)  # noqa: S102
+    finally:
+        vnn.set_tf32(False)  # the GPU section switches TF32 on
     assert (tmp_path / "digits.safetensors").exists() and (tmp_path / "clf.safetensors").exists()
     assert namespace["ck"].epoch == 12 and namespace["ck"].optimizer is not None
     assert namespace["clf"].score(X_test, y_test) > 0.9
