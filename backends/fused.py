@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.ndarray_step import NDArrayStep, Ops, _softmax_loss, _Workspace
+from backends.ndarray_step import NDArrayStep, Ops, _OutKeyword, _softmax_loss, _Workspace
 
 #: name → (input parameters, output parameters, body); outputs are read and written in place
 FORMULAS: dict[str, tuple[str, str, str]] = {
@@ -82,6 +82,12 @@ class FusedStep(NDArrayStep):
         self.k = {name: make_kernel(name) for name in FORMULAS}
         super().__init__(*args, **kwargs)
 
+    def _bind(self, f: Any) -> Any:
+        # the fused kernels take outputs positionally; the library's functions by keyword
+        if isinstance(f, _OutKeyword) or any(f is k for k in self.k.values()):
+            return f
+        return _OutKeyword(f)
+
     def _phi_prime_forward(self, ws: _Workspace) -> Ops:
         return []  # φ′ is computed inside each layer's kernel in the backward pass
 
@@ -89,12 +95,12 @@ class FusedStep(NDArrayStep):
         name = self.hidden[ell]
         if name == "identity":
             return []
-        return [(_Out(self.k["dphi_" + name]), (ws.A[ell + 1],), Dp)]
+        return [(self.k["dphi_" + name], (ws.A[ell + 1],), Dp)]
 
     def _decay(self, ell: int, lam: float) -> Ops:
         if not lam:
             return []
-        return [(_Out(self.k["decay"]), (self.W[ell], self.dtype.type(lam)), self.dW[ell])]
+        return [(self.k["decay"], (self.W[ell], self.dtype.type(lam)), self.dW[ell])]
 
     def _loss_delta(self, ws: _Workspace) -> Any:
         Z, Y, D, scale = ws.ZL, ws.Y, ws.DL, ws.scale
@@ -122,15 +128,3 @@ class FusedStep(NDArrayStep):
         name, scalars = spec
         dt = self.dtype.type
         self.k[name](self.G, *(dt(c) for c in scalars), self.P, *(s[0] for s in self.state))
-
-
-class _Out:
-    """A kernel called as ``f(*inputs, out=output)``, the form of the step's call plans."""
-
-    __slots__ = ("kernel",)
-
-    def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
-
-    def __call__(self, *args: Any, out: Any) -> None:
-        self.kernel(*args, out)

@@ -102,8 +102,8 @@ class _Workspace:
         self.scale = self.inv_n  # what δ(L) is multiplied by this step (NDArrayStep.__call__)
         self.lam = 0.0  # λ of Eqn (3) for a batch of this size
         # the calls of one step, buffers bound (NDArrayStep._plan)
-        self.forward: list[tuple[Any, tuple[Any, ...], Any]] = []
-        self.backward: list[tuple[Any, tuple[Any, ...], Any]] = []
+        self.forward: list[tuple[Any, tuple[Any, ...]]] = []
+        self.backward: list[tuple[Any, tuple[Any, ...]]] = []
 
 
 def _runs(items: list[Any]) -> list[tuple[int, int]]:
@@ -237,8 +237,8 @@ class NDArrayStep:
 
     # -- step 3(a)-(c): forward (Eqns 1-2), loss (Eqns 3-6), δ(L) (Eqns 10-12) --------------------
     def _forward_loss_delta(self, ws: _Workspace) -> Any:
-        for f, args, out in ws.forward:  # Eqns (1)-(2) for ℓ = 1 .. L−1, then z(L) = Θ(L) â(L−1)
-            f(*args, out=out)
+        for f, args in ws.forward:  # Eqns (1)-(2) for ℓ = 1 .. L−1, then z(L) = Θ(L) â(L−1)
+            f(*args)
         J = self._loss_delta(ws) / ws.n
         if ws.lam:  # Eqn (3): + λ/2 Σ ‖W(ℓ)‖²_F (weights only)
             xnp = self.xnp
@@ -262,7 +262,7 @@ class NDArrayStep:
         elif self.output == "sigmoid":
             # Eqn (11): δ(L) = σ(z) − y
             for f, args, out in _phi_ops(xnp, "sigmoid", Z, D, self._half):
-                f(*args, out=out)
+                f(*args, out)
             D -= Y
             J = self._sigmoid_loss(ws)
         else:
@@ -286,8 +286,8 @@ class NDArrayStep:
 
     # -- step 3(c)-(d): Eqn (13) down the layers, Eqn (14) per layer --------------------------------
     def _backward(self, ws: _Workspace) -> None:
-        for f, args, out in ws.backward:
-            f(*args, out=out)
+        for f, args in ws.backward:
+            f(*args)
 
     def _plan(self, ws: _Workspace) -> None:
         """The calls of one step's forward and backward passes, with their buffers bound, built
@@ -319,7 +319,13 @@ class NDArrayStep:
                 bwd.append((xnp.matmul, (Ds, As.transpose(0, 2, 1)), dT))
                 for k in range(ell, last + 1):
                     bwd += self._decay(k, lam)
-        ws.forward, ws.backward = fwd, bwd
+        ws.forward = [(self._bind(f), (*args, out)) for f, args, out in fwd]
+        ws.backward = [(self._bind(f), (*args, out)) for f, args, out in bwd]
+
+    def _bind(self, f: Any) -> Any:
+        """``f`` as a plan calls it: output last among the positional arguments, which NumPy's
+        ufuncs take without the cost of a keyword (``_phi_ops`` wraps the exceptions)."""
+        return f
 
     def _phi_prime_forward(self, ws: _Workspace) -> Ops:
         """φ′(z(ℓ)) of every hidden layer, a run of layers with one activation per call."""
@@ -346,14 +352,26 @@ class NDArrayStep:
 
 def _phi_ops(xnp: Any, name: str, Z: Array, out: Array, half: Any) -> Ops:
     """a = φ(z) into ``out`` (which may be ``Z`` itself)."""
-    if name == "relu":
-        return [(xnp.maximum, (Z, 0), out)]
+    if name == "relu":  # NumPy takes maximum's output only as a keyword
+        return [(_OutKeyword(xnp.maximum), (Z, 0), out)]
     if name == "tanh":
         return [(xnp.tanh, (Z,), out)]
     if name == "sigmoid":  # σ(u) = (1 + tanh(u/2)) / 2: equals 1 / (1 + e^{−u}), never overflows
         return [(xnp.multiply, (Z, half), out), (xnp.tanh, (out,), out),
                 (xnp.multiply, (out, half), out), (xnp.add, (out, half), out)]
     return [] if out is Z else [(xnp.positive, (Z,), out)]  # identity
+
+
+class _OutKeyword:
+    """``f(*args, out)`` called as ``f(*args, out=out)``."""
+
+    __slots__ = ("f",)
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def __call__(self, *args: Any) -> Any:
+        return self.f(*args[:-1], out=args[-1])
 
 
 def _softmax_loss(xnp: Any, Z: Array, Y: Array, mx: Array, s: Array) -> Any:
