@@ -116,11 +116,11 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(f"\n{res['workload']}: {res['label']} ({res['dtype']}), "
                      f"{res['steps']} steps per sample, {res['rounds']} rounds")
         peers = [p for p in PEERS if p in med]
-        head = f"  {'contender':<18}{'samples/s':>12}  {'min-max':>21}"
+        head = f"  {'contender':<22}{'samples/s':>12}  {'min-max':>21}"
         head += "".join(f"{'x ' + p.split('-')[0]:>10}" for p in peers) + f"{'% floor':>9}"
         lines.append(head)
         for name, values in rates.items():
-            row = f"  {name:<18}{_fmt_rate(med[name]):>12}  " \
+            row = f"  {name:<22}{_fmt_rate(med[name]):>12}  " \
                   f"{_fmt_rate(min(values)) + '-' + _fmt_rate(max(values)):>21}"
             for p in peers:
                 row += f"{med[name] / med[p]:>9.2f}x" if name.startswith("vnn") else f"{'':>10}"

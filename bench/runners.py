@@ -235,6 +235,9 @@ def runners_for(device: str = "cpu") -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     if device == "cpu":
         out.append(("vnn-numpy", lambda w, d, s: VnnRunner(w, d, s)))
+        if has("array_api_strict"):  # the standard and nothing more: the portable step's cost
+            out.append(("vnn-array_api_strict",
+                        lambda w, d, s: VnnRunner(w, d, s, backend="array_api_strict")))
         if has("torch"):
             out.append(("vnn-torch", lambda w, d, s: VnnRunner(w, d, s, backend="torch")))
             out.append(("torch-eager", lambda w, d, s: TorchRunner(w, d, s)))
