@@ -73,7 +73,10 @@ def need_bytes(w: Workload, dtype: str, steps: int) -> int:
 
 def peak_memory(w: Workload, dtype: str, steps: int) -> tuple[int, int]:
     """Peak bytes allocated (tracemalloc, which sees NumPy's buffers) while vnn-numpy builds its
-    model and data and trains ``steps`` steps; and the bytes it needs by :func:`need_bytes`."""
+    model and data and trains ``steps`` steps; and the bytes it needs by :func:`need_bytes`.
+    A one-step run first imports and initialises everything, so that the peak does not depend
+    on what this process happened to load before."""
+    VnnRunner(w, dtype, 1).run()
     gc.collect()
     tracemalloc.start()
     try:
