@@ -80,7 +80,7 @@ class _Workspace:
         shapes = [(sizes[i + 1], sizes[i]) for i in range(L - 1)]
         self.D: list[Any] = [None] * (L - 1)
         self.stacks: list[tuple[int, int, Any, Any]] = []  # (first, last, δ stack, â stack)
-        single = [ell for ell in range(L - 1)]
+        single = list(range(L - 1))  # layers whose δ is not in a stack
         for first, last in _runs(shapes):
             if last == first:
                 continue
@@ -158,7 +158,7 @@ class NDArrayStep:
         W[:], b[:] = self.W, self.b
         self.G, self.dTheta = self._flat(None, None)
         self.dW = [t[:, :-1] for t in self.dTheta]
-        self.tmpW = [xnp.empty(w.shape, dtype=self.dtype) for w in self.W] if lam else []
+        self.tmpW: list[Array] = []  # scratch of Eqn (14)'s λW, made by the first plan that needs it
         # optimizer state: flat buffers of the same layout, seen by the optimizer per parameter
         old = optimizer.state
         keep = len(old) == optimizer.n_state and all(
@@ -349,6 +349,8 @@ class NDArrayStep:
         """Eqn (14)'s + λ W(ℓ), when λ ≠ 0."""
         if not lam:
             return []
+        if not self.tmpW:
+            self.tmpW = [self.xnp.empty(w.shape, dtype=self.dtype) for w in self.W]
         return [(self.xnp.multiply, (self.W[ell], self.dtype.type(lam)), self.tmpW[ell]),
                 (self.xnp.add, (self.dW[ell], self.tmpW[ell]), self.dW[ell])]
 
