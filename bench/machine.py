@@ -60,4 +60,6 @@ def describe(device: str = "cpu") -> dict[str, Any]:
 def one_line(info: dict[str, Any]) -> str:
     gpu = f", GPU {info['gpu']}" if "gpu" in info else ""
     blas = "; ".join(info.get("blas", []))
-    return f"{info['cpu']} ({info['cores']} cores){gpu}; BLAS {blas}; Python {info['python']}"
+    libs = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
+    return (f"{info['cpu']} ({info['cores']} cores){gpu}; BLAS {blas}; Python {info['python']}"
+            + (f"\n{libs}" if libs else ""))

@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"--workloads: unknown {unknown}; expected some of {list(WORKLOADS)}")
     info = machine.describe(device)
-    print(f"# vanilla-nn training throughput, {info['date']}\n# {machine.one_line(info)}",
-          file=sys.stderr)
+    about = machine.one_line(info).replace("\n", "\n# ")
+    print(f"# vanilla-nn training throughput, {info['date']}\n# {about}", file=sys.stderr)
     results = []
     for name in names:
         w = WORKLOADS[name]
