@@ -110,7 +110,7 @@ class FusedStep(NDArrayStep):
             self.k["softmax_exp"](Z, mx, E)
             E.sum(axis=0, keepdims=True, out=s)
             self.k["delta_softmax"](E, s, Y, scale, D)
-            return _softmax_loss(self.xnp, Z, Y, mx, s)
+            return _softmax_loss(self.xnp, Z, Y, mx, s, ws.ones)
         if self.output == "sigmoid":
             self.k["delta_sigmoid"](Z, Y, scale, D)
             return self._sigmoid_loss(ws)

@@ -104,6 +104,7 @@ class _Workspace:
                      for m, h in zip(sizes[1:L], hidden)]
         self.r1 = xnp.empty((1, n), dtype=dtype)
         self.r2 = xnp.empty((1, n), dtype=dtype)
+        self.ones = xnp.ones((1, n), dtype=dtype)  # Σ over a row as a dot product
         self.inv_n = dtype.type(1.0 / n)
         self.scale = self.inv_n  # what δ(L) is multiplied by this step (NDArrayStep.__call__)
         self.lam = 0.0  # λ of Eqn (3) for a batch of this size
@@ -258,13 +259,13 @@ class NDArrayStep:
         if self.output == "softmax":
             # Eqn (6) from logits and Eqn (12): δ(L) = p − e_y, p = exp(z − max) / Σ exp(z − max)
             mx, s, E = ws.r1, ws.r2, ws.TL
-            Z.max(axis=0, keepdims=True, out=mx)
-            xnp.subtract(Z, mx, out=E)
-            xnp.exp(E, out=E)
-            E.sum(axis=0, keepdims=True, out=s)
-            xnp.divide(E, s, out=D)
+            xnp.maximum.reduce(Z, 0, None, mx, True)  # the ufuncs themselves: less overhead
+            xnp.subtract(Z, mx, E)
+            xnp.exp(E, E)
+            xnp.add.reduce(E, 0, None, s, True)
+            xnp.divide(E, s, D)
             D -= Y
-            J = _softmax_loss(xnp, Z, Y, mx, s)
+            J = _softmax_loss(xnp, Z, Y, mx, s, ws.ones)
         elif self.output == "sigmoid":
             # Eqn (11): δ(L) = σ(z) − y
             for f, args, out in _phi_ops(xnp, "sigmoid", Z, D, self._half):
@@ -382,12 +383,12 @@ class _OutKeyword:
         return self.f(*args[:-1], out=args[-1])
 
 
-def _softmax_loss(xnp: Any, Z: Array, Y: Array, mx: Array, s: Array) -> Any:
+def _softmax_loss(xnp: Any, Z: Array, Y: Array, mx: Array, s: Array, ones: Array) -> Any:
     """Eqn (6) from logits, summed over the batch: Σ logsumexp(z) − z·y, given the column
-    maxima ``mx`` and the sums ``s`` of exp(z − mx) (``s`` is overwritten)."""
+    maxima ``mx`` and the sums ``s`` of exp(z − mx) (``s`` is overwritten; ``ones`` like ``s``)."""
     xnp.log(s, out=s)
     s += mx  # logsumexp(z) per sample
-    return s.sum() - xnp.vdot(Z, Y)
+    return xnp.vdot(s, ones) - xnp.vdot(Z, Y)
 
 
 def _dphi_ops(xnp: Any, name: str, A: Array, T: Array, one: Any) -> Ops:
