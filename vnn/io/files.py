@@ -1,0 +1,260 @@
+"""Model files: :func:`save` writes a model (and a checkpoint's optimizer, epoch and history);
+:func:`read_model`, :func:`load`, :func:`load_checkpoint` and :func:`read_metadata` read one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import safetensors.numpy
+
+import backends
+from vnn.io import layout, schema
+from vnn.io.atomic import atomic_write_bytes, check_writable
+from vnn.io.errors import ModelFileError
+from vnn.network import MLP
+from vnn.optim import Optimizer
+from vnn.train import History
+
+PathLike = str | os.PathLike[str]
+Array = Any
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` and :func:`read_model` return: the model and everything saved
+    with it, read from one open of the file."""
+
+    net: MLP
+    optimizer: Optimizer | None = None
+    epoch: int | None = None
+    history: History | None = None
+    extra: dict[str, Any] | None = None
+    tensors: dict[str, Array] = field(default_factory=dict)  # NumPy arrays
+    #: the file's whole ``"vnn"`` metadata, as checked
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# -- writing -----------------------------------------------------------------------------------------
+def save(net: MLP, path: PathLike, *, optimizer: Optimizer | None = None, epoch: int | None = None,
+         history: History | None = None, extra: dict[str, Any] | None = None,
+         tensors: dict[str, Any] | None = None) -> None:
+    """Write ``net`` (and, for a checkpoint, ``optimizer``, ``epoch``, ``history``) to ``path``.
+
+    ``extra`` is a JSON-able dict stored with the metadata; ``tensors`` maps further names to
+    NumPy arrays stored alongside the parameters. ``path`` is checked before anything is copied
+    from the device (see :func:`vnn.io.check_writable`: a symlink is followed; a directory, FIFO
+    or device is refused). The file is written atomically: a crash or a full disk during the
+    save leaves any previous file at ``path`` as it was.
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net={net!r} is not a vnn.MLP")
+    check_writable(path)
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)
+                              or not 0 <= epoch <= schema.MAX_COUNT):
+        raise ValueError(f"epoch={epoch!r} is invalid; expected an integer in "
+                         f"[0, {schema.MAX_COUNT}] or None")
+    if history is not None and not isinstance(history, History):
+        raise TypeError(f"history={history!r} is not a vnn.History (what fit returns) or None")
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra={extra!r} is not a dict; expected a JSON-able dict or None")
+    out: dict[str, Any] = {}
+    for ell, (W, b) in enumerate(zip(net.weights, net.biases), start=1):
+        out[f"W{ell}"] = _host(net.to_numpy(W))
+        out[f"b{ell}"] = _host(net.to_numpy(b))
+    opt_meta = None if optimizer is None else _optimizer_metadata(net, optimizer, out)
+    names = _extra_tensors(tensors, out)
+    hist_meta = None if history is None else {
+        f.name: [float(v) for v in getattr(history, f.name)] for f in dataclasses.fields(History)}
+    import vnn
+
+    meta = {"format": schema.FORMAT, "format_version": schema.FORMAT_VERSION,
+            "vnn_version": vnn.__version__, "sizes": net.sizes, "activation": net.activation,
+            "output": net.output, "loss": net.loss, "dtype": net.dtype, "init": net._init,
+            "seed": net.seed, "rng": _rng_state(net), "optimizer": opt_meta, "epoch": epoch,
+            "history": hist_meta, "extra": extra, "tensors": names}
+    try:
+        text = json.dumps(meta)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(f"extra={extra!r} cannot be stored: {exc}; expected a JSON-able dict "
+                        "(str keys; str, numbers, bools, None, lists and dicts)") from None
+    try:  # what is written must load again: the reader's checks, applied before writing
+        schema.parse(os.fspath(path), {schema.METADATA_KEY: text})
+    except ModelFileError as exc:
+        raise ValueError(f"cannot save this model: {exc}") from None
+    atomic_write_bytes(path, safetensors.numpy.save(out, metadata={schema.METADATA_KEY: text}))
+
+
+def _host(array: Any) -> Any:
+    """A C-contiguous NumPy array (the fast step's parameters are strided views)."""
+    return array if array.flags.c_contiguous else array.copy(order="C")
+
+
+def _extra_tensors(tensors: dict[str, Any] | None, out: dict[str, Any]) -> list[str]:
+    """Add the user's ``tensors`` to ``out``; their names."""
+    if tensors is not None and not isinstance(tensors, dict):
+        raise TypeError(f"tensors={tensors!r} is not a dict; expected names -> arrays or None")
+    names = []
+    for name, value in (tensors or {}).items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"tensors has the key {name!r}; expected a non-empty string")
+        if schema.RESERVED.match(name):
+            raise ValueError(f"tensors has the key {name!r}, which is reserved (W<ℓ>, b<ℓ>, "
+                             "optim.* and __metadata__ are vnn's own); choose another name")
+        out[name] = _host(backends.to_numpy(value))
+        names.append(name)
+    return names
+
+
+def _optimizer_metadata(net: MLP, optimizer: Optimizer, out: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's JSON entry; its state arrays are added to ``out``."""
+    name = type(optimizer).__name__
+    if not isinstance(optimizer, Optimizer) or name not in schema.OPTIMIZERS:
+        raise TypeError(f"optimizer={optimizer!r} cannot be saved; expected vnn.SGD, vnn.Momentum "
+                        "or vnn.Adam")
+    params = schema.param_names(len(net.sizes) - 1)
+    state = optimizer.state
+    if state:
+        if len(state) != optimizer.n_state or any(len(s) != len(params) for s in state):
+            raise ValueError(f"optimizer={optimizer!r} has state for another network "
+                             f"({[len(s) for s in state]} arrays per kind); this one has "
+                             f"{len(params)} parameters")
+        for k, arrays in enumerate(state):
+            for pname, a in zip(params, arrays):
+                host = _host(backends.to_numpy(a))
+                if tuple(host.shape) != tuple(out[pname].shape):
+                    raise ValueError(f"optimizer={optimizer!r} has state for {pname} of shape "
+                                     f"{tuple(host.shape)}; the network's {pname} has shape "
+                                     f"{tuple(out[pname].shape)}")
+                out[f"optim.{k}.{pname}"] = host
+    return {"name": name,
+            "hyperparameters": {h: getattr(optimizer, h) for h in schema.OPTIMIZERS[name][1]},
+            "t": int(optimizer.t), "state": len(state)}
+
+
+def _rng_state(net: MLP) -> dict[str, Any] | None:
+    """The host generator's state (so shuffling continues where it was), when JSON-able."""
+    state = getattr(getattr(net.rng, "bit_generator", None), "state", None)
+    try:
+        json.dumps(state)
+    except (TypeError, ValueError):
+        return None
+    return state
+
+
+# -- reading -----------------------------------------------------------------------------------------
+def _checked(name: str, entries: dict[str, dict[str, Any]], raw: dict[str, str] | None
+             ) -> dict[str, Any]:
+    meta = schema.parse(name, raw)
+    schema.check_tensors(name, meta, entries)
+    return meta
+
+
+def read_metadata(path: PathLike) -> dict[str, Any]:
+    """The ``"vnn"`` metadata of a model file as a dict, after checking the file's layout, the
+    metadata and every tensor's name, shape and dtype (no tensor data is read)."""
+    meta, _ = layout.read(path, _checked, data=False)
+    return meta
+
+
+def read_model(path: PathLike, *, device: str | None = "cpu", backend: str | None = None,
+               dtype: str | None = None, allow_nonfinite: bool = False,
+               optimizer: bool = False) -> Checkpoint:
+    """Everything a model file holds, from one open of the file (one consistent snapshot even
+    while another process saves to ``path``): the model on ``device`` / ``backend`` in ``dtype``
+    (default: the saved one), its metadata, epoch, history, ``extra`` and ``tensors``, and with
+    ``optimizer`` the optimizer and its state (then in the saved dtype).
+
+    Any file that is not what :func:`save` writes raises :class:`vnn.io.ModelFileError` naming
+    the file and the field; NaN or infinite parameters (and optimizer state) are refused unless
+    ``allow_nonfinite=True``.
+    """
+    name = os.fspath(path)
+    meta, tensors = layout.read(path, _checked)
+    assert tensors is not None
+    net = _build(name, meta, tensors, device, backend, None if optimizer else dtype,
+                 allow_nonfinite)
+    opt = _build_optimizer(name, meta, tensors, net, allow_nonfinite) if optimizer else None
+    history = None
+    if meta["history"] is not None:
+        history = History(**{k: [float(x) for x in v] for k, v in meta["history"].items()})
+    extras = {t: np.array(tensors.get(t)) for t in meta["tensors"]}
+    return Checkpoint(net, opt, meta["epoch"], history, meta["extra"], extras, meta)
+
+
+def load(path: PathLike, *, device: str | None = "cpu", backend: str | None = None,
+         dtype: str | None = None, allow_nonfinite: bool = False) -> MLP:
+    """Read the model saved at ``path`` onto ``device`` / ``backend``, in ``dtype`` (default: the
+    dtype it was saved in). The host generator continues where it was when the model was saved.
+
+    The file is checked before its tensor data is read (see :mod:`vnn.io`); a weight or bias
+    holding NaN or infinite values is refused unless ``allow_nonfinite=True``.
+    """
+    return read_model(path, device=device, backend=backend, dtype=dtype,
+                      allow_nonfinite=allow_nonfinite).net
+
+
+def load_checkpoint(path: PathLike, *, device: str | None = "cpu", backend: str | None = None,
+                    allow_nonfinite: bool = False) -> Checkpoint:
+    """Read a checkpoint: the model, and the optimizer (with its state and step count), epoch,
+    history, ``extra`` and ``tensors`` saved with it, so that training can continue.
+
+    Parameters and optimizer state holding NaN or infinite values are refused unless
+    ``allow_nonfinite=True`` (the ``tensors`` saved alongside are returned as they are).
+    """
+    return read_model(path, device=device, backend=backend, allow_nonfinite=allow_nonfinite,
+                      optimizer=True)
+
+
+def _finite(name: str, tensor: str, array: Any, allow: bool) -> Any:
+    """``array``, after checking that it holds no NaN or infinite value (unless ``allow``)."""
+    if not allow and array.dtype.kind in "fc":
+        finite = np.isfinite(array)
+        if not bool(finite.all()):
+            count = int(finite.size - int(finite.sum()))
+            raise ModelFileError(f"{name}: tensor {tensor!r} contains {count} NaN/inf values (of "
+                                 f"{finite.size}); pass allow_nonfinite=True to load it anyway",
+                                 name, tensor)
+    return array
+
+
+def _build(name: str, meta: dict[str, Any], tensors: layout.Tensors, device: str | None,
+           backend: str | None, dtype: str | None, allow_nonfinite: bool) -> MLP:
+    """The saved MLP: its architecture, its parameters and its host generator."""
+    L = len(meta["sizes"]) - 1
+    W = [_finite(name, f"W{ell}", tensors.get(f"W{ell}"), allow_nonfinite)
+         for ell in range(1, L + 1)]
+    b = [_finite(name, f"b{ell}", tensors.get(f"b{ell}"), allow_nonfinite)
+         for ell in range(1, L + 1)]
+    net = MLP(meta["sizes"], activation=meta["activation"], output=meta["output"],
+              loss=meta["loss"], init=meta["init"], device=device, backend=backend,
+              dtype=dtype or meta["dtype"], seed=meta["seed"])
+    bit_generator = getattr(net.rng, "bit_generator", None)
+    if bit_generator is not None and meta["rng"] is not None:
+        bit_generator.state = meta["rng"]  # checked: a PCG64 state
+    net.weights, net.biases = W, b
+    return net
+
+
+def _build_optimizer(name: str, meta: dict[str, Any], tensors: layout.Tensors, net: MLP,
+                     allow_nonfinite: bool) -> Optimizer | None:
+    """The saved optimizer, with its hyperparameters, step count and state on the model's
+    device."""
+    opt_meta = meta["optimizer"]
+    if opt_meta is None:
+        return None
+    cls, _ = schema.OPTIMIZERS[opt_meta["name"]]
+    optimizer = cls(**opt_meta["hyperparameters"])
+    optimizer.t = opt_meta["t"]
+    params = schema.param_names(len(meta["sizes"]) - 1)
+    state = [[_finite(name, f"optim.{k}.{p}", tensors.get(f"optim.{k}.{p}"), allow_nonfinite)
+              for p in params] for k in range(opt_meta["state"])]
+    be = net.backend
+    with be.activate():
+        optimizer.state = [[be.from_host(a, net.dtype, copy=True) for a in arrays]
+                           for arrays in state]
+    return optimizer
