@@ -251,7 +251,7 @@ EDITS = [
     ("output", "softplus", "output"), ("output", None, "output"),
     ("loss", "binary_cross_entropy", "loss"), ("loss", "hinge", "loss"),
     ("dtype", "float16", "dtype"), ("init", 5, "init"),
-    ("history.loss", [1.0, "x"], "history"), ("history.loss", [1.0], "history"),
+    ("history.loss", [1.0, "x"], "history"), ("history.loss", [2**1100, 1.0], "history"), ("history.loss", [1.0], "history"),
     ("history.epochs", [], "history"), ("history", 5, "history"), ("extra", NESTED, "extra"),
     ("extra", {"deep": NESTED}, "extra"), ("extra", [1], "extra"), ("tensors", ["W1"], "tensors"),
     ("tensors", ["ghost"], "tensors"), ("tensors", "ghost", "tensors"),

@@ -173,11 +173,15 @@ def _check_optimizer(meta: dict[str, Any], require: Callable[[str, bool, str], N
 def _is_history(hist: object) -> bool:
     fields = [f.name for f in dataclasses.fields(History)]
     if not isinstance(hist, dict) or not set(hist) <= set(fields) or not all(
-            isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                        for x in v) for v in hist.values()):
+            isinstance(v, list) and all(map(_is_float, v)) for v in hist.values()):
         return False
     n = len(hist.get("loss", []))
     return all(len(v) == n or (k == "val_loss" and not v) for k, v in hist.items())
+
+
+def _is_float(x: object) -> bool:
+    """A JSON number that is a float, or an int a float can hold (|x| < 2**1024)."""
+    return isinstance(x, float) or is_int(x) and abs(x) < 2**1024  # type: ignore[operator]
 
 
 def _depth(value: Any) -> int:
