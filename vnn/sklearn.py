@@ -741,90 +741,91 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 
 # -- model files -------------------------------------------------------------------------------------
-_FITTED = ("loss_", "best_loss_", "loss_curve_", "validation_scores_", "best_validation_score_",
-           "validation_loss_curve_", "n_iter_", "n_layers_", "n_outputs_", "out_activation_",
-           "n_features_in_", "t_", "_dtype")
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-able copy of a parameter or fitted attribute (NumPy scalars become Python's)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
-
-
-def _unplain(value: Any) -> Any:
-    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
-        return float(value)
-    if isinstance(value, list):
-        return [_unplain(v) for v in value]
-    return value
-
-
 def save(estimator: _BaseMLP, path: Any) -> None:
     """Write a fitted ``MLPClassifier`` / ``MLPRegressor`` to ``path`` as a safetensors model file
-    (``vnn.load`` reads it as a plain ``vnn.MLP``; :func:`load` as the estimator). No pickle."""
+    (``vnn.load`` reads it as a plain ``vnn.MLP``; :func:`load` as the estimator). No pickle.
+
+    Only what :func:`load` accepts is written: parameters or fitted attributes it would refuse
+    (an integer beyond 2**53, ``hidden_layer_sizes`` changed since fitting, NaN or infinite
+    weights) raise ``ValueError`` and nothing is written.
+    """
+    import json
+
     from vnn import io
+    from vnn import sklearn_schema as fields
 
     if not isinstance(estimator, _BaseMLP):
         raise TypeError(f"estimator is a {type(estimator).__name__}; expected a vnn.sklearn "
                         "MLPClassifier or MLPRegressor")
     check_is_fitted(estimator, "coefs_")
-    params = estimator.get_params()
-    if not (params["random_state"] is None or isinstance(params["random_state"], int)):
-        params["random_state"] = None  # a RandomState instance cannot be written; refits differ
-    fitted = {k: _plain(getattr(estimator, k)) for k in _FITTED if hasattr(estimator, k)}
-    if hasattr(estimator, "feature_names_in_"):
-        fitted["feature_names_in_"] = [str(f) for f in estimator.feature_names_in_]
-    if isinstance(estimator, MLPClassifier):
-        fitted["classes_"] = _plain(list(estimator.classes_))
-        fitted["classes_dtype"] = str(estimator.classes_.dtype)
-        fitted["y_type_"] = estimator._label_binarizer.y_type_
     host = backends.resolve("cpu")
+    dtype = estimator._dtype
     sizes = [int(estimator.coefs_[0].shape[0])] + [int(c.shape[1]) for c in estimator.coefs_]
     net = MLP(sizes, activation=ACTIVATIONS[estimator.activation], output=estimator._output(),
-              dtype=estimator._dtype, seed=0)
-    net.weights = [host.to_numpy(estimator._as(host, c, estimator._dtype)).T
-                   for c in estimator.coefs_]
+              dtype=dtype, seed=0)
+    net.weights = [host.to_numpy(estimator._as(host, c, dtype)).T for c in estimator.coefs_]
     net.biases = [backends.to_numpy(b) for b in estimator.intercepts_]
-    io.save(net, path, extra={"sklearn": {"class": type(estimator).__name__,
-                                          "params": _plain(params), "fitted": fitted}})
+    for kind, arrays in (("coefs_", net.weights), ("intercepts_", net.biases)):
+        for i, a in enumerate(arrays):
+            if not bool(np.isfinite(a).all()):
+                raise ValueError(f"cannot save this estimator: {kind}[{i}] holds NaN or infinite "
+                                 "values (a model file holds finite parameters)")
+    try:
+        info = json.loads(json.dumps(fields.entry(estimator)))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot save this estimator: a parameter or fitted attribute is not "
+                        f"JSON-able ({exc})") from None
+    meta = {"sizes": net.sizes, "activation": net.activation, "output": net.output,
+            "dtype": net.dtype, "extra": {"sklearn": info}}
+    try:  # what is written must load again: the reader's checks, applied before writing
+        fields.check(str(path), meta)
+    except io.ModelFileError as exc:
+        raise ValueError(f"cannot save this estimator: {exc}") from None
+    io.save(net, path, extra={"sklearn": info})
 
 
 def load(path: Any, *, device: str | None = None) -> _BaseMLP:
-    """Read an estimator written by :func:`save`; ``device`` overrides the saved one."""
-    from vnn import io
+    """Read an estimator written by :func:`save`; ``device`` overrides the saved one.
 
-    meta = io.read_metadata(path)
-    info = (meta.get("extra") or {}).get("sklearn")
-    if not isinstance(info, dict) or info.get("class") not in ("MLPClassifier", "MLPRegressor"):
-        raise ValueError(f"{path}: a vanilla-nn model file, but not one written by "
-                         "vnn.sklearn.save (no estimator in its metadata); use vnn.load")
-    cls = MLPClassifier if info["class"] == "MLPClassifier" else MLPRegressor
-    params = dict(info["params"])
-    if isinstance(params.get("hidden_layer_sizes"), list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    The file is opened once (its metadata and weights are one snapshot even while another process
+    saves to ``path``); the network is checked by :mod:`vnn.io`, the estimator's fields by
+    :mod:`vnn.sklearn_schema`. A file that is not what :func:`save` writes raises
+    :class:`vnn.io.ModelFileError` (a ``ValueError``) naming the file and the field.
+    """
+    import os
+
+    from vnn import io
+    from vnn import sklearn_schema as fields
+
+    name = os.fspath(path)
+    ckpt = io.read_model(path)  # on the host; moved to the estimator's device once checked
+    saved = fields.check(name, ckpt.metadata)
+    params = dict(saved.params)
     if device is not None:
         params["device"] = device
-    est = cls(**params)
-    fitted = dict(info["fitted"])
-    for key in _FITTED:
-        if key in fitted:
-            setattr(est, key, _unplain(fitted[key]))
-    if "feature_names_in_" in fitted:
-        est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-    if isinstance(est, MLPClassifier):
-        est.classes_ = np.asarray(fitted["classes_"], dtype=fitted["classes_dtype"])
-        est._label_binarizer = LabelBinarizer()
-        if fitted["y_type_"].startswith("multilabel"):
-            est._label_binarizer.fit(np.eye(len(est.classes_), dtype=int))
-        else:
-            est._label_binarizer.fit(est.classes_)
-    be = backends.resolve(est.device)
-    net = io.load(path, device=be.device_name, backend=be.name)
-    est._store(net)
+    est = saved.cls(**params)
+    try:
+        be = backends.resolve(est.device)
+    except (ValueError, ImportError, RuntimeError) as exc:
+        if device is not None:
+            raise
+        raise io.ModelFileError(f"{name}: sklearn.params.device={est.device!r} cannot be used "
+                                f"here ({exc}); pass device= to load it elsewhere", name,
+                                "sklearn.params.device") from None
+    for key, value in saved.fitted.items():
+        setattr(est, key, value)
+    if "feature_names_in_" in saved.fitted:
+        est.feature_names_in_ = np.asarray(saved.fitted["feature_names_in_"], dtype=object)
+    if saved.labels is not None:  # LabelBinarizer's fitted attributes, set without refitting
+        est.classes_ = np.asarray(saved.labels.classes, dtype=saved.labels.dtype)
+        binarizer = LabelBinarizer()
+        binarizer.y_type_, binarizer.sparse_input_ = saved.labels.y_type, False
+        binarizer.classes_ = est.classes_
+        est._label_binarizer = binarizer  # type: ignore[attr-defined]
+    est._no_improvement_count = 0
+    with be.activate():
+        xp = be.xp
+        est.coefs_ = [xp.asarray(xp.permute_dims(be.from_host(W, est._dtype), (1, 0)), copy=True)
+                      for W in ckpt.net.weights]
+        est.intercepts_ = [be.from_host(b, est._dtype, copy=True) for b in ckpt.net.biases]
     return est

@@ -181,7 +181,7 @@ def _is_history(hist: object) -> bool:
 
 def _is_float(x: object) -> bool:
     """A JSON number that is a float, or an int a float can hold (|x| < 2**1024)."""
-    return isinstance(x, float) or is_int(x) and abs(x) < 2**1024  # type: ignore[operator]
+    return isinstance(x, float) or isinstance(x, int) and not isinstance(x, bool) and abs(x) < 2**1024
 
 
 def _depth(value: Any) -> int:
