@@ -15,13 +15,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from backends._base import Backend, HostRNG
+from backends._base import Backend, HostRNG, host_available_memory
 
 __all__ = [
     "Backend",
     "HostRNG",
     "available",
     "backend_of",
+    "host_available_memory",
     "host_rng",
     "resolve",
     "set_tf32",
@@ -70,7 +71,19 @@ def resolve(device: str | None = "cpu", backend: str | None = None) -> Backend:
             )
     elif not isinstance(backend, str):
         raise TypeError(f"backend must be a string or None, got {type(backend).__name__}")
+    if _ALIASES.get(backend, backend) == "cupy":
+        _check_cuda_device(device)  # before CuPy is imported (it may be missing)
     return _module(backend).make(device)
+
+
+def _check_cuda_device(device: str | None) -> None:
+    """``device`` of CuPy: None, ``"cuda"`` or ``"cuda:N"`` with N an integer >= 0."""
+    if device is None or device == "cuda":
+        return
+    index = device[5:] if device.startswith("cuda:") else ""
+    if not (index.isascii() and index.isdigit()):
+        raise ValueError(f"device={device!r} is not a CUDA device; expected 'cuda' or 'cuda:N' "
+                         "with N an integer >= 0 (cuda:0 is the first GPU)")
 
 
 _TF32 = [False]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
@@ -68,6 +69,17 @@ class Backend:
         """A device-to-device allreduce between the ranks of ``mpi_comm`` (NCCL on CuPy), or
         None: data-parallel training then goes through MPI on the host."""
         return None
+
+    def on_host(self) -> bool:
+        """Whether this backend's arrays live in host memory (NumPy, array_api_strict, torch on
+        the CPU): the host draw of the initial weights then shares that memory."""
+        return True
+
+    def available_memory(self) -> int | None:
+        """Bytes that new arrays of this backend can still take (host memory here; a GPU's free
+        memory on CuPy and torch CUDA), or None when unknown. Sizes are checked against it
+        before anything large is allocated (:mod:`vnn.memory`)."""
+        return host_available_memory()
 
     def errstate(self) -> AbstractContextManager[Any]:
         """A context in which floating-point overflow and invalid operations are silent: training
@@ -152,6 +164,55 @@ class Backend:
 
     def __hash__(self) -> int:
         return hash((self.name, self.device_name))
+
+
+def host_available_memory() -> int | None:
+    """Bytes of host memory this process can still allocate without swapping, or None.
+
+    The kernel's estimate (``MemAvailable`` of ``/proc/meminfo``), else the free pages that
+    ``os.sysconf`` reports; capped by the room a cgroup v2 memory limit leaves (containers).
+    """
+    found = _meminfo_available()
+    if found is None:
+        try:
+            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            found = None
+    room = _cgroup_room()
+    if room is not None:
+        found = room if found is None else min(found, room)
+    return found
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # reported in kB (KiB)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """memory.max − memory.current + inactive file cache (reclaimable) of this cgroup (v2)."""
+    root = "/sys/fs/cgroup/"
+    try:
+        with open(root + "memory.max") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open(root + "memory.current") as f:
+            used = int(f.read())
+        cache = 0
+        with open(root + "memory.stat") as f:
+            for line in f:
+                if line.startswith("inactive_file "):
+                    cache = int(line.split()[1])
+        return max(int(limit) - used + cache, 0)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _kind_of(xp: Any, array: Any) -> str:

@@ -32,6 +32,18 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         self.device.synchronize()
 
+    def on_host(self) -> bool:
+        return False
+
+    def available_memory(self) -> int | None:
+        """The GPU's free memory plus what CuPy's memory pool holds unused (it reuses that)."""
+        try:
+            with self.device:
+                free, _ = self.device.mem_info
+                return int(free) + int(_cupy().get_default_memory_pool().free_bytes())
+        except Exception:  # a driver that cannot tell: only the sanity limit applies
+            return None
+
     def activate(self) -> Any:
         # array-api-compat's CuPy creation functions ignore device=; the current device decides.
         return self.device

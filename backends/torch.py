@@ -30,6 +30,22 @@ class TorchBackend(Backend):
         if self.device.type == "cuda":
             _torch().cuda.synchronize(self.device)
 
+    def on_host(self) -> bool:
+        return bool(self.device.type == "cpu")
+
+    def available_memory(self) -> int | None:
+        """Host memory on the CPU; on CUDA the GPU's free memory plus what torch's caching
+        allocator has reserved but not handed out (it reuses that)."""
+        if self.on_host():
+            return super().available_memory()
+        cuda = _torch().cuda
+        try:
+            free, _ = cuda.mem_get_info(self.device)
+            return int(free) + int(cuda.memory_reserved(self.device)
+                                   - cuda.memory_allocated(self.device))
+        except Exception:  # a driver that cannot tell: only the sanity limit applies
+            return None
+
 
 def set_tf32(enabled: bool) -> None:
     """Let float32 matrix products on CUDA use TF32 tensor cores, or not (PyTorch's default)."""

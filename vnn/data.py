@@ -18,15 +18,32 @@ def _scalar(be: Backend, x: Array) -> float:
     return float(be.to_numpy(x))
 
 
-def _check_finite(be: Backend, A: Array, name: str) -> None:
+#: the largest finite float32, about 3.4e38
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_finite(be: Backend, A: Array, name: str, given: Any = None) -> None:
+    """``A`` (``given`` converted to the model's dtype) holds only finite numbers; when it does
+    not but ``given`` did, the conversion overflowed float32 and the message says so."""
     xp = be.xp
-    if A.shape[0] and not _scalar(be, xp.astype(xp.all(xp.isfinite(A)), A.dtype)):
-        raise ValueError(f"{name} contains NaN or infinite values; expected finite numbers")
+    if not A.shape[0] or _scalar(be, xp.astype(xp.all(xp.isfinite(A)), A.dtype)):
+        return
+    if given is not None and A.dtype == xp.float32:
+        with be.errstate():
+            raw = be.accept(given, name)
+        if xp.isdtype(raw.dtype, "real floating") and raw.dtype != xp.float32 and _scalar(
+                be, xp.astype(xp.all(xp.isfinite(raw)), raw.dtype)):
+            peak = _scalar(be, xp.max(xp.abs(raw)))
+            raise ValueError(f"{name} has values up to {peak:.3g} in magnitude, which overflow "
+                             f"float32 (largest finite value about {FLOAT32_MAX:.2g}); expected "
+                             "values float32 can hold: rescale them or use dtype='float64'")
+    raise ValueError(f"{name} contains NaN or infinite values; expected finite numbers")
 
 
 def inputs(be: Backend, X: Any, m0: int, dtype: str, name: str = "X") -> Array:
     """``X`` as an (n, m_0) float array on the model's device (a^(0) of Eqn 1, one row a sample)."""
-    A = be.accept(X, name, dtype)
+    with be.errstate():  # a float32 overflow is reported below, by name
+        A = be.accept(X, name, dtype)
     if A.ndim != 2:
         raise ValueError(f"{name} has shape {tuple(A.shape)}; expected 2 dimensions "
                          f"(n_samples, {m0})")
@@ -35,7 +52,7 @@ def inputs(be: Backend, X: Any, m0: int, dtype: str, name: str = "X") -> Array:
                          f"network expects m_0 = {m0}")
     if A.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(A.shape)}); expected at least one sample")
-    _check_finite(be, A, name)
+    _check_finite(be, A, name, X)
     return A
 
 
@@ -69,8 +86,10 @@ def targets(be: Backend, y: Any, n: int, m_L: int, output: str, dtype: str,
             raise ValueError(f"{name} has shape {tuple(Y.shape)} but the network has m_L = {m_L} "
                              f"outputs; expected shape ({n}, {m_L})")
         Y = xp.reshape(Y, (n, 1))
-    Y = xp.astype(Y, be.dtype(dtype))
-    _check_finite(be, Y, name)
+    given = Y
+    with be.errstate():
+        Y = xp.astype(Y, be.dtype(dtype))
+    _check_finite(be, Y, name, given)
     if output == "sigmoid":
         bad = xp.any((Y != 0.0) & (Y != 1.0))
         if _scalar(be, xp.astype(bad, Y.dtype)):
@@ -89,11 +108,12 @@ def targets(be: Backend, y: Any, n: int, m_L: int, output: str, dtype: str,
 def sample_weights(be: Backend, w: Any, n: int, dtype: str, name: str = "sample_weight") -> Array:
     """Per-sample weights as an (n,) float array: finite, >= 0, not all zero."""
     xp = be.xp
-    V = be.accept(w, name, dtype)
+    with be.errstate():
+        V = be.accept(w, name, dtype)
     if V.ndim != 1 or V.shape[0] != n:
         raise ValueError(f"{name} has shape {tuple(V.shape)}; expected ({n},), one weight per "
                          "sample")
-    _check_finite(be, V, name)
+    _check_finite(be, V, name, w)
     lo, total = _scalar(be, xp.min(V)), _scalar(be, xp.sum(V))
     if lo < 0 or total <= 0:
         raise ValueError(f"{name} must be >= 0 with a positive sum; got min {lo:g}, sum {total:g}")

@@ -13,12 +13,16 @@ SCHEMES = ("he", "glorot")
 
 def he(rng: HostRNG, m_out: int, m_in: int) -> Any:
     """§1.7, He: W_ij ~ N(0, 2 / m_{ℓ−1}), for layers whose output goes through ReLU."""
-    return rng.standard_normal((m_out, m_in)) * math.sqrt(2.0 / m_in)
+    W = rng.standard_normal((m_out, m_in))
+    W *= math.sqrt(2.0 / m_in)  # in place: one float64 array per layer, never two
+    return W
 
 
 def glorot(rng: HostRNG, m_out: int, m_in: int) -> Any:
     """§1.7, Xavier/Glorot: W_ij ~ N(0, 2 / (m_{ℓ−1} + m_ℓ)), for tanh, sigmoid and the rest."""
-    return rng.standard_normal((m_out, m_in)) * math.sqrt(2.0 / (m_in + m_out))
+    W = rng.standard_normal((m_out, m_in))
+    W *= math.sqrt(2.0 / (m_in + m_out))
+    return W
 
 
 def scheme_for(layer_activation: str, init: str | None) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterable, Sequence
+from numbers import Integral
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import backends
-from vnn import activations, backprop, data, losses
+from vnn import activations, backprop, data, losses, memory
 from vnn.init import initial_weights, scheme_for
+from vnn.optim import as_float, shown
 
 if TYPE_CHECKING:
     from vnn.optim import Optimizer
@@ -79,6 +82,10 @@ class MLP:
     dtype : ``"float32"`` (default) or ``"float64"``.
     seed : seeds the host generator that draws the initial weights and every batch order; the
         same seed gives the same numbers on every backend.
+
+    A network whose parameters (with the float64 host draw of its initial weights, §1.7) would
+    not fit in the backend's free memory is refused before anything is drawn, with
+    :class:`vnn.ModelTooLargeError` (a ``ValueError`` and a ``MemoryError``) giving its size.
     """
 
     def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "relu",
@@ -86,12 +93,7 @@ class MLP:
                  device: str | None = "cpu", backend: str | None = None,
                  dtype: str = "float32", seed: int | None = None) -> None:
         self._sizes = _sizes(sizes)
-        L = len(self._sizes) - 1
-        names = [activation] * (L - 1) if isinstance(activation, str) else list(activation)
-        if len(names) != L - 1:
-            raise ValueError(f"activation has {len(names)} entries but the network has {L - 1} "
-                             f"hidden layers; give one name or a list of {L - 1}")
-        self._hidden = [activations.get(n, "activation") for n in names]
+        self._hidden = _hidden(activation, len(self._sizes) - 2)
         self._output, self._loss = losses.resolve(output, loss)
         if self._output.name == "softmax" and self._sizes[-1] < 2:
             raise ValueError(f"output='softmax' needs m_L >= 2 classes; sizes[-1] is "
@@ -103,18 +105,22 @@ class MLP:
         self._be = backends.resolve(device, backend)
         self._dtype_name = dtype
         self._dtype = self._be.dtype(dtype)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)
+                                 or seed < 0):
             raise ValueError(f"seed={seed!r} is invalid; expected a non-negative integer or None")
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
+        memory.check_model(self._be, self._sizes, dtype, f"sizes={self._sizes}")  # before drawing
         #: train with the backend's preallocated fast step when it has one (NumPy, CuPy);
         #: False always uses the portable Array API step of vnn/backprop.py
         self.fast_path = True
-        self.rng = backends.host_rng(seed)
+        self.rng = backends.host_rng(self.seed)
         layer_acts = [h.name for h in self._hidden] + [self._output.name]
-        host_W = initial_weights(self.rng, self._sizes, layer_acts, self._init)  # §1.7
         xp = self.xp
         with self._be.activate():
-            self._W = [self._be.from_host(W, dtype) for W in host_W]
+            self._W = []
+            for W in initial_weights(self.rng, self._sizes, layer_acts, self._init):  # §1.7
+                self._W.append(self._be.from_host(W, dtype))
+                del W  # the float64 draw goes before the next layer's is made
             self._b = [xp.zeros((m,), dtype=self._dtype, device=self._be.device)
                        for m in self._sizes[1:]]
 
@@ -196,7 +202,7 @@ class MLP:
 
     @property
     def n_parameters(self) -> int:
-        return sum(a * b + b for a, b in zip(self._sizes, self._sizes[1:]))
+        return memory.parameter_count(self._sizes)
 
     # -- data ---------------------------------------------------------------------------------------
     def _inputs(self, X: Any, name: str = "X") -> Array:
@@ -291,7 +297,23 @@ class MLP:
 
 def check_l2(l2: object) -> float:
     """λ of Eqn (3): a finite number >= 0."""
-    ok = isinstance(l2, (int, float)) and not isinstance(l2, bool)
-    if not ok or not (float(l2) >= 0.0) or float(l2) == float("inf"):  # type: ignore[arg-type]
-        raise ValueError(f"l2={l2!r} is invalid; expected a finite number >= 0 (λ of Eqn 3)")
-    return float(l2)  # type: ignore[arg-type]
+    lam = as_float(l2)
+    if lam is None or not (0.0 <= lam < math.inf):
+        raise ValueError(f"l2={shown(l2)} is invalid; expected a finite number >= 0 (λ of Eqn 3)")
+    return lam
+
+
+def _hidden(activation: object, n_hidden: int) -> list[activations.Activation]:
+    """φ of each hidden layer from one name, or from a list of ``n_hidden`` names."""
+    if isinstance(activation, str):
+        return [activations.get(activation, "activation")] * n_hidden
+    try:
+        names = list(activation)  # type: ignore[call-overload]
+    except TypeError:
+        raise ValueError(f"activation={activation!r} is not known; expected one of "
+                         f"{sorted(activations.HIDDEN)} or a list of {n_hidden} of them, one per "
+                         "hidden layer") from None
+    if len(names) != n_hidden:
+        raise ValueError(f"activation has {len(names)} entries but the network has {n_hidden} "
+                         f"hidden layers; give one name or a list of {n_hidden}")
+    return [activations.get(n, f"activation[{i}]") for i, n in enumerate(names)]

@@ -62,10 +62,10 @@ from sklearn.utils.validation import (
 )
 
 import backends
-from vnn import activations, backprop, losses
+from vnn import activations, backprop, losses, memory
 from vnn.network import MLP
 from vnn.optim import Optimizer
-from vnn.train import Trainer
+from vnn.train import Trainer, weighted_batches
 
 Array = Any
 
@@ -314,9 +314,14 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_, self.t_ = 0, 0
             self.n_layers_ = len(sizes)
             self.out_activation_ = OUT_ACTIVATION[output]
-            pairs = [self._init_coef(rs, a, b) for a, b in zip(sizes, sizes[1:])]
-            self.coefs_ = [c.astype(dtype) for c, _ in pairs]
-            self.intercepts_ = [i.astype(dtype) for _, i in pairs]
+            memory.check_model(be, sizes, dtype, f"hidden_layer_sizes={self.hidden_layer_sizes!r} "
+                               f"(layer sizes {sizes})")  # before drawing
+            self.coefs_, self.intercepts_ = [], []
+            for a, b in zip(sizes, sizes[1:]):  # one float64 draw alive at a time
+                coef, intercept = self._init_coef(rs, a, b)
+                self.coefs_.append(coef.astype(dtype, copy=False))
+                self.intercepts_.append(intercept.astype(dtype, copy=False))
+                del coef, intercept
             self.loss_curve_: list[float] = []
             self.validation_loss_curve_: list[float] = []
             self._no_improvement_count = 0
@@ -367,6 +372,17 @@ class _BaseMLP(BaseEstimator):
             if idx_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")
+        n_train = int(idx_train.shape[0])
+        if self.batch_size == "auto":
+            batch_size = min(200, n_train)
+        else:
+            if self.batch_size > n_train:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped", stacklevel=3)
+            batch_size = int(np.clip(self.batch_size, 1, n_train))
+        opt = self._optimizer  # room for training's buffers, checked before any data is moved
+        memory.check_fit(net, opt.n_state, n_train, batch_size, float(self.alpha),
+                         memory.data_bytes(net, X, Y, sample_weight))
         A_all = net._inputs(X)
         Y_all = net._targets(Y, n)
         V_all = None if sample_weight is None else net._weights(sample_weight, n)
@@ -379,16 +395,6 @@ class _BaseMLP(BaseEstimator):
                     rows(V_all, idx_train)) if split else (A_all, Y_all, V_all)
         val = (rows(A_all, idx_val), rows(Y_all, idx_val), rows(V_all, idx_val),
                backends.to_numpy(Y)[idx_val]) if split else None
-        n_train = int(A.shape[0])
-        if self.batch_size == "auto":
-            batch_size = min(200, n_train)
-        else:
-            if self.batch_size > n_train:
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                              "going to be clipped", stacklevel=3)
-            batch_size = int(np.clip(self.batch_size, 1, n_train))
-
-        opt = self._optimizer
         trainer = Trainer(net, opt, float(self.alpha), l2_per_sample=True)
         k_avg = self.n_outputs_ if output_is_regression(net) else 1
         self._epochs(net, be, trainer, A, Yt, V, val, rs, batch_size, incremental, k_avg)
@@ -403,6 +409,9 @@ class _BaseMLP(BaseEstimator):
         opt = self._optimizer
         n_train = int(A.shape[0])
         sample_idx = np.arange(n_train)
+        positive = None if V is None else be.to_numpy(V) > 0  # on the host, read once
+        if positive is not None and positive.all():
+            positive = None
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -410,7 +419,12 @@ class _BaseMLP(BaseEstimator):
                     sample_idx = sk_shuffle(sample_idx, random_state=rs)
                 order = be.from_host(sample_idx) if self.shuffle else None
                 total: Any = 0.0
-                for sl in gen_batches(n_train, batch_size):
+                batches = list(gen_batches(n_train, batch_size))
+                if positive is not None:  # a batch whose weights sum to 0 contributes nothing
+                    keep = weighted_batches(positive, sample_idx, batch_size)
+                    batches = [b for b, k in zip(batches, keep) if k]
+                n_seen = sum(b.stop - b.start for b in batches)
+                for sl in batches:
                     r = sl if order is None else order[sl]
                     size = sl.stop - sl.start
                     if k_avg > 1:  # scikit-learn averages squared error over the outputs too
@@ -421,8 +435,8 @@ class _BaseMLP(BaseEstimator):
                         J = trainer(A, Yt, r, V)
                     total = total + J * size
                 self.n_iter_ += 1
-                self.loss_ = float(backends.to_numpy(total)) / n_train
-                self.t_ += n_train
+                self.loss_ = float(backends.to_numpy(total)) / n_seen
+                self.t_ += n_seen
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")

@@ -10,11 +10,12 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
-from vnn import backprop
+from vnn import backprop, memory
 from vnn.network import check_l2
-from vnn.optim import Adam, Optimizer
+from vnn.optim import Adam, Optimizer, shown
 
 if TYPE_CHECKING:
     from vnn.distributed import Communicator
@@ -46,9 +47,20 @@ class History:
 
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name}={shown(value)} is invalid; expected an integer >= {minimum}")
+    return int(value)
+
+
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} is not a bool; expected True or False")
     return value
+
+
+class NothingToTrainWarning(UserWarning):
+    """``fit(resume=...)`` was given a checkpoint already past ``epochs``: nothing is trained,
+    the model holds the checkpoint's parameters and ``fit`` returns the checkpoint's history."""
 
 
 class DivergenceError(FloatingPointError):
@@ -77,8 +89,17 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     each epoch, drawn from the model's seeded host generator. ``progress`` prints one line per epoch
     to stderr. ``callback(epoch, history)``, when given, is called after each epoch (1-based) with
     the history so far (progress bars, logging). ``sample_weight`` (n,) weights each sample's
-    loss: Eqn (3) of a batch becomes Σ_i v_i ℓ_i / Σ_i v_i + λ/2 Σ ‖W‖² (portable step). Data is
-    moved to the device once; each epoch's loss stays on the device until the epoch ends.
+    loss: Eqn (3) of a batch becomes Σ_i v_i ℓ_i / Σ_i v_i + λ/2 Σ ‖W‖² (portable step). A batch
+    whose weights are all 0 contributes nothing and is skipped (no update, no optimizer step, no
+    share of the epoch's loss), as if its rows were not in the data; which batches those are is
+    known on the host from the weights and the epoch's order. Data is moved to the device once;
+    each epoch's loss stays on the device until the epoch ends.
+
+    Every argument is checked before any work: bad values raise ``ValueError`` or ``TypeError``
+    naming the argument, an unwritable ``checkpoint`` path ``ValueError`` or ``OSError`` (see
+    :func:`vnn.io.check_writable`), and training whose buffers (gradients, optimizer state, one
+    batch's workspace, the data) would not fit in the memory left next to the model
+    :class:`vnn.ModelTooLargeError` (see :mod:`vnn.memory`), before the data is moved.
 
     Safety:
 
@@ -93,7 +114,9 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
       history every ``checkpoint_every`` epochs (atomically; see :func:`vnn.io.save`).
       ``resume=path`` restores all of it and continues with the next epoch, up to ``epochs`` in
       total, so that an interrupted and resumed run ends with the parameters of an uninterrupted
-      one (same backend; bit for bit on the CPU).
+      one (same backend; bit for bit on the CPU). A checkpoint already past ``epochs`` trains
+      nothing: :class:`NothingToTrainWarning` says so, the model holds the checkpoint's
+      parameters and its history is returned (one exactly at ``epochs`` returns it silently).
 
     ``distributed=True`` trains data-parallel over MPI (see :mod:`vnn.distributed`): start the
     script with ``mpiexec -n P``; every rank passes the same data and ``batch_size`` (the global
@@ -102,39 +125,38 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     """
     epochs = _positive_int("epochs", epochs, 0)
     lam = check_l2(l2)
-    if on_nonfinite not in ON_NONFINITE:
-        raise ValueError(f"on_nonfinite={on_nonfinite!r} is invalid; expected one of {ON_NONFINITE}")
+    optimizer = _check_arguments(optimizer, resume, shuffle, progress, callback, on_nonfinite,
+                                 validation_data)
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, 1)
-    if optimizer is None and resume is None:
-        optimizer = Adam()
-    if optimizer is not None and not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer={optimizer!r} is not a vnn optimizer; expected vnn.SGD, "
-                        "vnn.Momentum or vnn.Adam")
-    A = net._inputs(X, "X")
-    n = A.shape[0]
-    Y = net._targets(y, n, "y")
-    V = net._weights(sample_weight, n)
-    batch_size = min(128, n) if batch_size is None else _positive_int("batch_size", batch_size, 1)
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a pair (X_val, y_val)")
-        Av = net._inputs(validation_data[0], "validation_data[0]")
-        val = (Av, net._targets(validation_data[1], Av.shape[0], "validation_data[1]"))
-
+    if batch_size is not None:
+        batch_size = _positive_int("batch_size", batch_size, 1)
     from vnn.distributed import communicator
 
     comm = communicator(net.backend, distributed)
+    lead = comm is None or comm.rank == 0
+    if checkpoint is not None and lead:
+        from vnn.io import check_writable
+
+        check_writable(checkpoint, "checkpoint")  # before any training
+    A, Y, V, val = _data(net, X, y, sample_weight, validation_data, optimizer, batch_size, lam)
+    n = A.shape[0]
+    positive = None if V is None else _positive(net, V)
+    batch_size = min(128, n) if batch_size is None else batch_size
     history = History()
     if resume is not None:
         optimizer, history = _resume(net, resume, optimizer)
+        if history.epochs > epochs:
+            warnings.warn(f"resume={str(resume)!r} is a checkpoint already at epoch "
+                          f"{history.epochs}, past epochs={epochs}: nothing is trained; the "
+                          "model holds the checkpoint's parameters and fit returns its history "
+                          f"(pass epochs > {history.epochs} to train on)", NothingToTrainWarning,
+                          stacklevel=4)
     assert optimizer is not None
     if comm is not None:  # every rank starts from rank 0's parameters
         for p in [*net._W, *net._b]:
             comm.bcast_(p)
-    lead = comm is None or comm.rank == 0
     trainer = Trainer(net, optimizer, lam, reduce=None if comm is None else comm.reduce_gradient)
-    run = _Run(net, trainer, optimizer, on_nonfinite, comm)
+    run = _Run(net, trainer, optimizer, on_nonfinite, comm, batch_size)
     with net.backend.errstate(), _DeferSigint(comm is None) as sigint:
         for epoch in range(history.epochs + 1, epochs + 1):
             t0 = time.perf_counter()
@@ -143,8 +165,13 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
                 perm = comm.bcast(perm)  # one batch order for every rank
             order = None if perm is None else net.backend.from_host(perm)
             batches = [slice(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+            n_epoch = n
+            if positive is not None:  # a batch whose weights sum to 0 contributes nothing
+                keep = weighted_batches(positive, perm, batch_size)
+                batches = [b for b, k in zip(batches, keep) if k]
+                n_epoch = sum(b.stop - b.start for b in batches)
             rows = [b if order is None else order[b] for b in batches]
-            done = run.epoch(epoch, A, Y, V, rows, batches, n, sigint)
+            done = run.epoch(epoch, A, Y, V, rows, batches, n_epoch, sigint)
             if done is None:  # diverged, on_nonfinite="stop"
                 history.stopped = "nonfinite"
                 break
@@ -160,7 +187,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
                 history.val_loss.append(evaluate(net, val[0], val[1], lam))
             seconds = time.perf_counter() - t0
             history.seconds.append(seconds)
-            history.samples_per_second.append(n / seconds if seconds > 0 else math.inf)
+            history.samples_per_second.append(n_epoch / seconds if seconds > 0 else math.inf)
             if checkpoint is not None and lead and (epoch % checkpoint_every == 0
                                                     or epoch == epochs):
                 from vnn import io
@@ -171,6 +198,68 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
             if callback is not None:
                 callback(epoch, history)
     return history
+
+
+def _check_arguments(optimizer: Any, resume: Any, shuffle: Any, progress: Any, callback: Any,
+                     on_nonfinite: Any, validation_data: Any) -> Optimizer | None:
+    """Check ``fit``'s arguments that need no data; returns the optimizer (Adam by default)."""
+    if on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"on_nonfinite={on_nonfinite!r} is invalid; expected one of {ON_NONFINITE}")
+    _bool("shuffle", shuffle)
+    _bool("progress", progress)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback={callback!r} is not callable; expected a function "
+                        "callback(epoch, history) or None")
+    if validation_data is not None and (not isinstance(validation_data, (tuple, list))
+                                        or len(validation_data) != 2):
+        raise ValueError("validation_data must be a pair (X_val, y_val)")
+    if optimizer is None and resume is None:
+        optimizer = Adam()
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer={optimizer!r} is not a vnn optimizer; expected vnn.SGD, "
+                        "vnn.Momentum or vnn.Adam")
+    return optimizer
+
+
+def _data(net: MLP, X: Any, y: Any, sample_weight: Any, validation_data: Any,
+          optimizer: Optimizer | None, batch_size: int | None, lam: float
+          ) -> tuple[Array, Array, Array | None, tuple[Array, Array] | None]:
+    """The training data on the device, once :func:`vnn.memory.check_fit` has found room for it
+    and for training's buffers (resuming: Adam's two state arrays per parameter assumed)."""
+    n = memory.rows(X)
+    memory.check_fit(net, 2 if optimizer is None else optimizer.n_state, n,
+                     min(128, n) if batch_size is None else batch_size, lam,
+                     memory.data_bytes(net, X, y, sample_weight, validation_data))
+    A = net._inputs(X, "X")
+    n = A.shape[0]
+    Y = net._targets(y, n, "y")
+    V = net._weights(sample_weight, n)
+    val = None
+    if validation_data is not None:
+        Av = net._inputs(validation_data[0], "validation_data[0]")
+        val = (Av, net._targets(validation_data[1], Av.shape[0], "validation_data[1]"))
+    return A, Y, V, val
+
+
+def _positive(net: MLP, V: Array) -> Any:
+    """On the host: which samples weigh more than 0, or None when all do (read once per fit)."""
+    positive = net.backend.to_numpy(V) > 0
+    return None if positive.all() else positive
+
+
+def weighted_batches(positive: Any, order: Any, batch_size: int) -> list[bool]:
+    """Which batches of an epoch hold a sample of positive weight, from host arrays (no device
+    sync): batch k is the samples ``order[k·batch_size : (k+1)·batch_size]``.
+
+    ``positive`` (n,) bool: sample i weighs more than 0; ``order``: the epoch's permutation
+    (None: the rows in order). A batch's weights sum to 0 (Eqn 3's weighted mean is 0/0)
+    exactly when none of them is positive.
+    """
+    p = positive if order is None else positive[order]
+    n = int(p.shape[0])
+    k = n // batch_size
+    full = p[:k * batch_size].reshape(k, batch_size).any(axis=1).tolist()
+    return full + ([bool(p[k * batch_size:].any())] if n % batch_size else [])
 
 
 def _resume(net: MLP, path: Any, optimizer: Optimizer | None) -> tuple[Optimizer, History]:
@@ -207,9 +296,9 @@ class _Run:
     """One fit's steps, with a copy of the parameters at each epoch's start to fall back on."""
 
     def __init__(self, net: MLP, trainer: Trainer, optimizer: Optimizer, on_nonfinite: str,
-                 comm: Communicator | None = None) -> None:
+                 comm: Communicator | None = None, batch_size: int | None = None) -> None:
         self.net, self.trainer, self.opt, self.on_nonfinite = net, trainer, optimizer, on_nonfinite
-        self.comm = comm
+        self.comm, self.batch_size = comm, batch_size
         self.loss = math.nan
 
     def _step(self, A: Array, Y: Array, V: Array | None, r: Any, b: slice) -> Any:
@@ -244,7 +333,8 @@ class _Run:
             return done
         # Replay the epoch one step at a time from its start to find the step that diverged.
         self._restore(start)
-        for k, (r, b) in enumerate(zip(rows[:done], batches), start=1):
+        for i, (r, b) in enumerate(zip(rows[:done], batches), start=1):
+            k = b.start // self.batch_size + 1 if self.batch_size else i  # the epoch's batch k
             before = self._snapshot()
             J = self._host_sum(self._step(A, Y, V, r, b)) / (b.stop - b.start)
             if not (math.isfinite(J) and self._finite()):
