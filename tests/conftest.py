@@ -6,6 +6,13 @@ when installed; cupy when a GPU is present.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import pathlib
+import shutil
+import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import array_api_compat
@@ -38,3 +45,40 @@ def assert_on(net: vnn.MLP, arr: Any, dtype: str | None = None) -> None:
 
 def host(arr: Any) -> np.ndarray:
     return vnn.to_numpy(arr)
+
+
+# -- a real full disk -------------------------------------------------------------------------------
+@pytest.fixture
+def full_disk(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A folder on a 64 KiB tmpfs (mounted for the test, unmounted after)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        pytest.skip("no mount command here")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill(disk: pathlib.Path) -> None:
+    """Write to ``disk`` until it has no space left."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (4096, 512, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+        with pytest.raises(OSError) as raised:
+            os.write(fd, b"\0")
+        assert raised.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+

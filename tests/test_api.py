@@ -180,7 +180,7 @@ ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx", "torch", "jax", "array_api_strict",
 
 # Front ends whose interface is NumPy by definition: scikit-learn's estimator API and the command
 # line's files. They call the math; they contain none of it.
-FRONT_ENDS = {"sklearn.py", "cli.py"}
+FRONT_ENDS = {"sklearn.py", "cli.py", "cli_files.py"}
 
 
 @pytest.mark.parametrize("path", sorted(p for p in pathlib.Path(vnn.__file__).parent.glob("*.py")

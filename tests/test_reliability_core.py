@@ -32,7 +32,7 @@ def _memory(monkeypatch, n_bytes):
     monkeypatch.setattr(NumpyBackend, "available_memory", lambda self: n_bytes)
 
 
-# -- item 4: size checks before allocating ------------------------------------------------------------
+# -- size checks before allocating ------------------------------------------------------------
 @pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="Linux's /proc/meminfo")
 def test_host_memory_is_known_here():
     free = backends.resolve("cpu").available_memory()
@@ -154,7 +154,7 @@ def test_estimator_refuses_a_network_larger_than_memory_before_drawing(monkeypat
     assert time.perf_counter() - t0 < 5
 
 
-# -- item 7: a mini-batch whose weights are all zero ------------------------------------------------
+# -- a mini-batch whose weights are all zero ------------------------------------------------
 def _zero_second_batch(n=40, batch=8):
     w = np.ones(n)
     w[batch:2 * batch] = 0.0  # batch 2 (rows 8..15) weighs nothing; the total is positive
@@ -228,7 +228,7 @@ def test_estimators_skip_a_zero_weight_batch(kind, solver):
     assert est.n_iter_ == ref.n_iter_ == 4 and est.t_ == ref.t_
 
 
-# -- item 10: arguments checked before any work ----------------------------------------------------------
+# -- arguments checked before any work ----------------------------------------------------------
 HUGE = 10**400  # an int no float can hold
 
 
@@ -346,7 +346,7 @@ def test_nan_is_still_reported_as_nan_and_float64_models_take_big_values(backend
     assert host(out).shape == (2, 1)
 
 
-# -- item 11: resuming a checkpoint that is already past ``epochs`` --------------------------------------
+# -- resuming a checkpoint that is already past ``epochs`` --------------------------------------
 def test_resume_past_epochs_warns_and_returns_the_checkpoint(tmp_path):
     X, y = _regression()
     ck = tmp_path / "ck.safetensors"

@@ -110,7 +110,7 @@ def peak_while(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, peak, seconds
 
 
-# -- item 6: what a file declares is bounded by what it holds --------------------------------------
+# -- what a file declares is bounded by what it holds --------------------------------------
 def test_declared_unicode_length_is_refused_without_allocating_it(saved, tmp_path):
     # "<U400000000" for three short labels: 4.8 GB if the declared length were allocated
     path = rewrite(saved("strings"), tmp_path / "bomb.safetensors",
@@ -174,7 +174,7 @@ def test_padding_every_label_to_the_longest_is_bounded(saved, tmp_path):
     assert peak < 50 and seconds < 10
 
 
-# -- item 8: every field checked, against the network too ------------------------------------------
+# -- every field checked, against the network too ------------------------------------------
 CASES = [
     ("strings", "unknown params key", params("bogus", 1), "sklearn.params.bogus"),
     ("strings", "missing params key", dropped("params", "alpha"), "sklearn.params.alpha"),
@@ -409,7 +409,7 @@ def test_save_refuses_nonfinite_weights(fitted, tmp_path):
     assert not (tmp_path / "nan.safetensors").exists()
 
 
-# -- item 3: one open, one consistent snapshot -----------------------------------------------------
+# -- one open, one consistent snapshot -----------------------------------------------------
 def test_file_replaced_while_it_is_read_gives_one_files_estimator(fitted, tmp_path, monkeypatch):
     path, other = tmp_path / "est.safetensors", tmp_path / "other.safetensors"
     vsk.save(fitted["strings"], path)

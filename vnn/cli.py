@@ -5,8 +5,14 @@
     vnn predict --model digits.safetensors --data new.csv --out predictions.csv
     vnn info
 
-Every problem with the arguments or the data is reported as ``vnn: error: <message>`` on stderr
-with exit status 2.
+Every problem with the arguments, the data or the files, and every error raised while reading a
+data or model file, is reported as one line ``vnn: error: <message>`` on stderr with exit status
+2; Ctrl-C ends with status 130. With the environment variable ``VNN_DEBUG=1`` errors other than
+problems with the arguments propagate instead, with their traceback (to find a bug in vnn).
+
+Every file written (predictions, the model, checkpoints, the plot) is written atomically: a
+failed write, on a full disk say, leaves the previous file as it was. Every output path is
+checked before anything is read or trained.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import csv
 import importlib.metadata
 import importlib.util
+import io
 import math
 import os
 import platform
@@ -29,6 +36,16 @@ from typing import Any, NoReturn
 import numpy as np
 
 import vnn
+from vnn.cli_files import (
+    UsageError,
+    check_extra,
+    check_output,
+    check_plot_format,
+    check_readable,
+    load_npy,
+    load_npz,
+    write_output,
+)
 
 PROG = "vnn"
 DATASETS = ("digits", "breast_cancer", "diabetes", "iris")
@@ -38,10 +55,6 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
 DATASETS_HINT = 'pip install "vanilla-nn[datasets]"'
 PLOT_HINT = 'pip install "vanilla-nn[plot]"'
-
-
-class UsageError(Exception):
-    """A problem with the user's arguments, files or data (reported with exit status 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,16 +159,23 @@ def _file_kind(path: str) -> str:
                      ".npy or .npz file")
 
 
-def _check_readable(path: str) -> None:
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{path}: no such file")
-    if p.is_dir():
-        raise UsageError(f"{path} is a directory; expected a data file")
+def _check_header(path: str, names: list[str], line: int) -> None:
+    """Every column of a header row has a name, and no name is used twice."""
+    for j, name in enumerate(names):
+        if not name:
+            raise UsageError(f"{path}, line {line}: column {j + 1} of the header row has no name; "
+                             "name every column (a pandas index? write it with index=False)")
+        if name in names[:j]:
+            raise UsageError(f"{path}, line {line}: the header row names {name!r} twice (columns "
+                             f"{names.index(name) + 1} and {j + 1}); column names must differ")
 
 
-def _read_csv(path: str) -> tuple[list[str] | None, list[list[str]], list[int]]:
-    """The header (or None when the first row holds data), the rows and their line numbers."""
+def _read_csv(path: str, named: bool = False
+              ) -> tuple[list[str] | None, list[list[str]], list[int]]:
+    """The header (or None when the first row holds data), the rows and their line numbers.
+
+    With ``named``, a header row must name every column, each differently.
+    """
     delimiter = "\t" if path.lower().endswith(".tsv") else ","
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -179,14 +199,16 @@ def _read_csv(path: str) -> tuple[list[str] | None, list[list[str]], list[int]]:
             raise UsageError(f"{path}, line {line}: {len(row)} fields where the first row has "
                              f"{width}")
     # A header row has a non-numeric field in a column whose next row is numeric (features are
-    # always numeric, so any real header has one); a single row is a header only if none of it
-    # is numeric.
+    # always numeric, so any real header has one; an empty field is a missing value, not a name);
+    # a single row is a header only if none of it is numeric.
     first = rows[0]
     if len(rows) > 1:
-        header = any(not _is_number(a) and _is_number(b) for a, b in zip(first, rows[1]))
+        header = any(a and not _is_number(a) and _is_number(b) for a, b in zip(first, rows[1]))
     else:
         header = not any(_is_number(a) for a in first)
     if header:
+        if named:
+            _check_header(path, first, lines[0])
         names, rows, lines = first, rows[1:], lines[1:]
         if not rows:
             raise UsageError(f"{path} has a header row but no data rows")
@@ -231,25 +253,19 @@ def _column_index(spec: str, names: list[str] | None, width: int, path: str) -> 
 
 
 def _target_values(values: list[str], path: str, name: str) -> np.ndarray:
-    """A CSV target column as int64 (integers), float64 (other numbers) or str (anything else)."""
+    """A CSV target column as int64 (integers), float64 (other numbers, and integers beyond
+    int64) or str (anything else)."""
     if any(not v for v in values):
         raise UsageError(f"{path}: the target column {name!r} has empty fields")
     try:
-        return np.array([int(v) for v in values], dtype=np.int64)
+        ints = [int(v) for v in values]
     except ValueError:
-        pass
+        ints = []
+    if ints and all(-(2**63) <= v < 2**63 for v in ints):
+        return np.array(ints, dtype=np.int64)
     if all(_is_number(v) for v in values):
         return np.array([float(v) for v in values], dtype=np.float64)
     return np.array(values, dtype=str)
-
-
-def _load_npy(path: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise UsageError(f"{path}: cannot read it as a NumPy file ({exc})") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read it as a NumPy file ({exc})") from None
 
 
 def _numeric_2d(arr: np.ndarray, path: str, what: str) -> np.ndarray:
@@ -271,13 +287,17 @@ def read_table(path: str, target: str | None, with_target: bool,
     that order (other columns, such as the target or ids, are ignored).
     """
     kind = _file_kind(path)
-    _check_readable(path)
+    check_readable(path)
     if kind == "csv":
-        names, rows, lines = _read_csv(path)
+        names, rows, lines = _read_csv(path, named=with_target)
         width = len(rows[0])
         if not with_target:
             picked = list(range(width))
             if names is not None and columns and all(c in names for c in columns):
+                twice = [c for c in columns if names.count(c) > 1]
+                if twice:
+                    raise UsageError(f"{path}: its header row names {twice[0]!r}, a column of "
+                                     "the model, more than once; which one is meant is unclear")
                 picked = [names.index(c) for c in columns]
             X = _float_columns(path, rows, lines, picked, names)
             return Table(X, feature_names=names, source=path)
@@ -291,7 +311,7 @@ def read_table(path: str, target: str | None, with_target: bool,
         fnames = [names[j] for j in features] if names else None
         return Table(X, y, fnames, tname if names else None, source=path)
     if kind == "npy":
-        arr = _numeric_2d(_load_npy(path), path, "the array")
+        arr = _numeric_2d(load_npy(path), path, "the array")
         if not with_target:
             return Table(arr.astype(np.float64), source=path)
         width = arr.shape[1]
@@ -304,13 +324,8 @@ def read_table(path: str, target: str | None, with_target: bool,
     # npz
     if target is not None:
         raise UsageError("--target applies to CSV and NPY files; an NPZ file holds arrays X and y")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files if k in ("X", "y")}
-            keys = list(npz.files)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"{path}: cannot read it as a NumPy .npz file ({exc})") from None
     wanted = ("X", "y") if with_target else ("X",)
+    arrays, keys = load_npz(path, wanted)
     missing = [k for k in wanted if k not in arrays]
     if missing:
         raise UsageError(f"{path} has arrays {keys}; expected arrays named {list(wanted)}")
@@ -428,9 +443,19 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = X.mean(axis=0)
-    std = X.std(axis=0)
+def _standardization(X: np.ndarray, what: str, names: list[str] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and std of each column of ``X`` (the ``what``: feature or target columns)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = X.mean(axis=0)
+        std = X.std(axis=0)
+    bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))
+    if bad.size:
+        j = int(bad[0])
+        col = repr(names[j]) if names and j < len(names) else str(j)
+        raise UsageError(f"{what} {col} holds values too large to standardize (up to "
+                         f"{float(np.abs(X[:, j]).max()):g} in magnitude, whose squares overflow); "
+                         "rescale the data")
     std[~(std > 1e-12)] = 1.0  # constant features are centred, not scaled
     return mean, std
 
@@ -472,26 +497,17 @@ def _model_io() -> Any:
     return model_io
 
 
-def _check_writable(path: str, option: str) -> None:
-    p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"{option} {path} is a directory; expected a file name")
-    parent = p.parent
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path}: the directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"{option} {path}: the directory {str(parent)!r} is not writable")
-
-
 def _check_matplotlib() -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise UsageError(f"--plot needs matplotlib, which is not installed here: {PLOT_HINT}")
 
 
 def plot_curves(history: vnn.History, path: str, title: str, loss: str, l2: float) -> None:
-    """Training (and validation) loss per epoch, written as an image (PNG, SVG, PDF by suffix)."""
+    """Training (and validation) loss per epoch, written atomically as an image (PNG, SVG or PDF
+    by the suffix of ``path``)."""
     from matplotlib.figure import Figure
 
+    fmt = check_plot_format(path)
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     epochs = range(1, history.epochs + 1)
@@ -506,14 +522,13 @@ def plot_curves(history: vnn.History, path: str, title: str, loss: str, l2: floa
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, format=fmt, dpi=120)
+    write_output(path, image.getvalue(), "--plot", "the plot")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    if args.dataset is not None and args.target is not None:
-        raise UsageError("--target applies to --data files; the bundled datasets have their own "
-                         "target")
-    activation: str | list[str]
+def _activation(args: argparse.Namespace) -> str | list[str]:
+    """``--activation``: one name, or one per hidden layer."""
     names = [a.strip() for a in args.activation.split(",")]
     for a in names:
         if a not in ACTIVATIONS:
@@ -523,65 +538,82 @@ def cmd_train(args: argparse.Namespace) -> int:
         if len(names) != len(args.hidden):
             raise UsageError(f"--activation lists {len(names)} activations but --hidden has "
                              f"{len(args.hidden)} layers; give one, or one per hidden layer")
-        activation = names
-    else:
-        activation = names[0]
-    if args.out is not None:
-        _check_writable(args.out, "--out")
-        model_io = _model_io()
+        return names
+    return names[0]
+
+
+def _check_train_files(args: argparse.Namespace) -> int:
+    """Check every output path, the plot's format and the ``--resume`` checkpoint before any
+    data is read; the epoch the checkpoint is at (0 without ``--resume``)."""
+    for option in ("--out", "--checkpoint", "--plot"):
+        path = getattr(args, option[2:])
+        if path is not None:
+            check_output(path, option)
     if args.plot is not None:
-        _check_writable(args.plot, "--plot")
+        check_plot_format(args.plot)
         _check_matplotlib()
-    if args.checkpoint is not None:
-        _check_writable(args.checkpoint, "--checkpoint")
     if args.checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every {args.checkpoint_every}: expected an integer >= 1")
-    if args.resume is not None and not Path(args.resume).is_file():
-        raise UsageError(f"--resume {args.resume}: no such checkpoint file")
+    if args.resume is None:
+        return 0
+    check_readable(args.resume, "--resume", "a checkpoint file written by --checkpoint")
+    meta = _model_io().read_metadata(args.resume)
+    epoch = meta["epoch"]
+    if epoch is None or meta["optimizer"] is None:
+        raise UsageError(f"--resume {args.resume} is a model file without an epoch and optimizer "
+                         "state; expected a checkpoint written by --checkpoint")
+    if epoch > args.epochs:
+        raise UsageError(f"--resume {args.resume}: the checkpoint is already at epoch {epoch} of "
+                         f"--epochs {args.epochs}: nothing to train; give --epochs above {epoch} "
+                         "to continue it")
+    if epoch == args.epochs:
+        print(f"{PROG}: note: the checkpoint {args.resume} is already at epoch {epoch} of --epochs "
+              f"{args.epochs}: nothing to train; its model is reported and written as it is",
+              file=sys.stderr)
+    return int(epoch)
 
-    table = load_dataset(args.dataset) if args.dataset else read_table(args.data, args.target, True)
-    target = encode_target(table, args.output)
-    _note_on_target(table, target, args.output)
-    X, n = table.X, table.X.shape[0]
-    if not np.all(np.isfinite(X)):
-        raise UsageError(f"{table.source}: the features contain NaN or infinite values")
-    train_rows, val_rows = _split(n, args.val_fraction, args.seed)
+
+@dataclass
+class _Split:
+    """The training and validation data as the network sees them (standardized), and how."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray  # the encoded target (codes or values in the target's own units)
+    X_val: np.ndarray
+    y_val: np.ndarray
+    y_fit: np.ndarray  # what fit sees: y_train, or z-scored with target_scaling
+    y_fit_val: np.ndarray
+    scaling: dict[str, list[float]] | None
+    target_scaling: dict[str, list[float]] | None
+
+
+def _prepare(args: argparse.Namespace, table: Table, target: Target) -> _Split:
+    """Split off the validation rows and standardize the features (and a regression's target)."""
+    X = table.X
+    train_rows, val_rows = _split(X.shape[0], args.val_fraction, args.seed)
     X_train, y_train = X[train_rows], target.y[train_rows]
     X_val, y_val = X[val_rows], target.y[val_rows]
     scaling = None
     if args.standardize:
-        mean, std = _standardization(X_train)
+        mean, std = _standardization(X_train, "the feature column", table.feature_names)
         X_train, X_val = (X_train - mean) / std, (X_val - mean) / std
         scaling = {"mean": mean.tolist(), "std": std.tolist()}
     target_scaling = None
     y_fit, y_fit_val = y_train, y_val
     if args.scale_target and not target.classification:
-        y_mean, y_std = _standardization(y_train.reshape(len(y_train), -1))
+        y_mean, y_std = _standardization(y_train.reshape(len(y_train), -1), "the target column",
+                                         [table.target_name] if table.target_name else None)
         if y_train.ndim == 1:
             y_mean, y_std = y_mean[0], y_std[0]
         y_fit, y_fit_val = (y_train - y_mean) / y_std, (y_val - y_mean) / y_std
         target_scaling = {"mean": np.atleast_1d(y_mean).tolist(),
                           "std": np.atleast_1d(y_std).tolist()}
+    return _Split(X_train, y_train, X_val, y_val, y_fit, y_fit_val, scaling, target_scaling)
 
-    sizes = [X.shape[1], *args.hidden, target.m_L]
-    net = vnn.MLP(sizes, activation=activation, output=target.output, device=args.device,
-                  backend=args.backend, dtype=args.dtype, seed=args.seed)
-    optimizer = _make_optimizer(args)
-    has_val = len(val_rows) > 0
-    comm = None
-    if args.distributed:  # mpiexec -n P vnn train ... --distributed: data-parallel over MPI
-        from vnn.distributed import Communicator
 
-        comm = Communicator(net.backend)
-        args.quiet = args.quiet or comm.rank != 0  # rank 0 speaks and writes files
-    say = (lambda *a: None) if args.quiet else print
-    what = (f"{target.m_L if target.output == 'softmax' else 2} classes"
-            if target.classification else "regression")
-    say(f"data: {table.source}, {n} samples, {X.shape[1]} features, {what}; "
-        f"{len(train_rows)} for training, {len(val_rows)} for validation")
-    say(f"model: {net}, {net.n_parameters:,} parameters")
-    say(f"training: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs, l2 {args.l2:g}")
-
+def _fit(args: argparse.Namespace, net: vnn.MLP, optimizer: vnn.Optimizer, data: _Split,
+         comm: Any) -> vnn.History:
+    """``net.fit`` with a progress bar; divergence and failed checkpoint writes as one line."""
     from tqdm import tqdm
 
     bar = tqdm(total=args.epochs, desc="training", unit="epoch", file=sys.stderr,
@@ -594,56 +626,120 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix(post, refresh=False)
         bar.update(1)
 
-    t0 = time.perf_counter()
+    has_val = len(data.X_val) > 0
     try:
-        history = net.fit(X_train, y_fit, optimizer=optimizer, epochs=args.epochs,
-                          batch_size=args.batch_size, l2=args.l2,
-                          validation_data=(X_val, y_fit_val) if has_val else None,
-                          callback=on_epoch, distributed=comm if comm is not None else False,
-                          checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                          resume=args.resume)
+        return net.fit(data.X_train, data.y_fit, optimizer=optimizer, epochs=args.epochs,
+                       batch_size=args.batch_size, l2=args.l2,
+                       validation_data=(data.X_val, data.y_fit_val) if has_val else None,
+                       callback=on_epoch, distributed=comm if comm is not None else False,
+                       checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                       resume=args.resume)
+    except vnn.DivergenceError as exc:
+        raise UsageError(f"training diverged at epoch {exc.epoch}, batch {exc.batch}: the loss or "
+                         f"a parameter became NaN or infinite with --lr {args.lr:g}; try a "
+                         f"smaller --lr (such as {args.lr / 100:g})") from None
+    except OSError as exc:
+        if args.checkpoint is None or exc.filename == args.resume:  # not a checkpoint write
+            raise
+        raise UsageError(f"--checkpoint {args.checkpoint}: cannot write the checkpoint "
+                         f"({exc.strerror or exc}); training stopped, the previous checkpoint "
+                         "there, if any, is unchanged") from None
     finally:
         bar.close()
+
+
+def _report(args: argparse.Namespace, net: vnn.MLP, target: Target, data: _Split,
+            history: vnn.History, seconds: float, start: int) -> None:
+    """Print the final losses, the accuracy (or R²) and the training speed."""
+
+    def score(Xs: np.ndarray, ys: np.ndarray) -> float:
+        pred = vnn.to_numpy(net.predict(Xs))
+        if target.classification:
+            return float(np.mean(pred.reshape(-1) == ys))
+        return _r2(ys, _unscale(pred, data.target_scaling))
+
+    has_val = len(data.X_val) > 0
+    metric = "accuracy" if target.classification else "R²"
+    line = f"train loss: {history.loss[-1]:.4f}"
+    if has_val:
+        line += f"   val loss: {history.val_loss[-1]:.4f}"
+    if data.target_scaling is not None:
+        line += "   (on the standardized target)"
+    print(line)
+    line = f"train {metric}: {score(data.X_train, data.y_train):.4f}"
+    if has_val:
+        line += f"   val {metric}: {score(data.X_val, data.y_val):.4f}"
+    print(line)
+    if start >= args.epochs:
+        print(f"time: nothing trained (the checkpoint is at epoch {start})")
+        return
+    fit_seconds = sum(history.seconds[start:])
+    trained = len(data.X_train) * (history.epochs - start)
+    rate = trained / fit_seconds if fit_seconds > 0 else math.inf
+    print(f"time: {seconds:.2f} s, {rate:,.0f} samples/s")
+
+
+def _write_model(args: argparse.Namespace, net: vnn.MLP, table: Table, target: Target,
+                 data: _Split, history: vnn.History) -> None:
+    """``--out``: the model with what ``vnn predict`` needs (labels, feature names, scalings)."""
+    extra = {
+        "task": "classification" if target.classification else "regression",
+        "labels": target.labels,
+        "feature_names": table.feature_names,
+        "target": table.target_name,
+        "standardize": data.scaling,
+        "target_scaling": data.target_scaling,
+        "source": table.source,
+    }
+    try:
+        _model_io().save(net, args.out, epoch=history.epochs, history=history, extra=extra)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot write the model ({exc.strerror or exc}); the "
+                         "previous file there, if any, is unchanged") from None
+    print(f"model written to {args.out}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.dataset is not None and args.target is not None:
+        raise UsageError("--target applies to --data files; the bundled datasets have their own "
+                         "target")
+    activation = _activation(args)
+    start = _check_train_files(args)
+    table = load_dataset(args.dataset) if args.dataset else read_table(args.data, args.target, True)
+    target = encode_target(table, args.output)
+    _note_on_target(table, target, args.output)
+    X, n = table.X, table.X.shape[0]
+    if not np.all(np.isfinite(X)):
+        raise UsageError(f"{table.source}: the features contain NaN or infinite values")
+    data = _prepare(args, table, target)
+    sizes = [X.shape[1], *args.hidden, target.m_L]
+    net = vnn.MLP(sizes, activation=activation, output=target.output, device=args.device,
+                  backend=args.backend, dtype=args.dtype, seed=args.seed)
+    optimizer = _make_optimizer(args)
+    comm = None
+    if args.distributed:  # mpiexec -n P vnn train ... --distributed: data-parallel over MPI
+        from vnn.distributed import Communicator
+
+        comm = Communicator(net.backend)
+        args.quiet = args.quiet or comm.rank != 0  # rank 0 speaks and writes files
+    say = (lambda *a: None) if args.quiet else print
+    what = (f"{target.m_L if target.output == 'softmax' else 2} classes"
+            if target.classification else "regression")
+    say(f"data: {table.source}, {n} samples, {X.shape[1]} features, {what}; "
+        f"{len(data.X_train)} for training, {len(data.X_val)} for validation")
+    say(f"model: {net}, {net.n_parameters:,} parameters")
+    say(f"training: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs, l2 {args.l2:g}")
+    t0 = time.perf_counter()
+    history = _fit(args, net, optimizer, data, comm)
     seconds = time.perf_counter() - t0
     if comm is not None and comm.rank != 0:
         return 0
     if not all(math.isfinite(v) for v in history.loss):
         print(f"{PROG}: warning: the training loss is not finite; try a smaller --lr",
               file=sys.stderr)
-
-    def score(Xs: np.ndarray, ys: np.ndarray) -> float:
-        pred = vnn.to_numpy(net.predict(Xs))
-        if target.classification:
-            return float(np.mean(pred.reshape(-1) == ys))
-        return _r2(ys, _unscale(pred, target_scaling))
-
-    metric = "accuracy" if target.classification else "R²"
-    line = f"train loss: {history.loss[-1]:.4f}"
-    if has_val:
-        line += f"   val loss: {history.val_loss[-1]:.4f}"
-    if target_scaling is not None:
-        line += "   (on the standardized target)"
-    print(line)
-    line = f"train {metric}: {score(X_train, y_train):.4f}"
-    if has_val:
-        line += f"   val {metric}: {score(X_val, y_val):.4f}"
-    print(line)
-    fit_seconds = sum(history.seconds)
-    rate = len(train_rows) * args.epochs / fit_seconds if fit_seconds > 0 else math.inf
-    print(f"time: {seconds:.2f} s, {rate:,.0f} samples/s")
-
+    _report(args, net, target, data, history, seconds, start)
     if args.out is not None:
-        extra = {
-            "task": "classification" if target.classification else "regression",
-            "labels": target.labels,
-            "feature_names": table.feature_names,
-            "target": table.target_name,
-            "standardize": scaling,
-            "target_scaling": target_scaling,
-            "source": table.source,
-        }
-        model_io.save(net, args.out, epoch=args.epochs, history=history, extra=extra)
-        print(f"model written to {args.out}")
+        _write_model(args, net, table, target, data, history)
     else:
         print("model not written (no --out)")
     if args.plot is not None:
@@ -675,20 +771,55 @@ def _fmt(value: float) -> str:
     return format(float(value), ".8g")
 
 
+def _predictions(net: vnn.MLP, X: np.ndarray, extra: dict[str, Any], proba: bool
+                 ) -> tuple[list[str] | None, list[list[str]]]:
+    """The header row (``--proba``: the class names) and the rows of ``vnn predict``'s CSV."""
+    labels = extra.get("labels")
+    output = net.output
+    if proba:
+        if output == "identity":
+            raise UsageError("--proba needs a classifier; this model is a regression "
+                             "(identity output)")
+        p = vnn.to_numpy(net.predict_proba(X)).astype(np.float64)
+        if output == "sigmoid" and p.shape[1] == 1:
+            p = np.concatenate([1.0 - p, p], axis=1)
+        header = [str(c) for c in labels] if labels else [str(k) for k in range(p.shape[1])]
+        return header, [[_fmt(v) for v in row] for row in p]
+    pred = vnn.to_numpy(net.predict(X))
+    if output == "identity":
+        pred = _unscale(pred.astype(np.float64), extra.get("target_scaling"))
+        return None, [[_fmt(v) for v in row] for row in pred.reshape(len(pred), -1)]
+    if pred.ndim == 2:  # multilabel sigmoid model
+        return None, [[str(int(v)) for v in row] for row in pred]
+    return None, [[str(labels[int(c)]) if labels else str(int(c))] for c in pred]
+
+
+def _csv_text(header: list[str] | None, rows: list[list[str]]) -> str:
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    if header is not None:
+        w.writerow(header)
+    w.writerows(rows)
+    return text.getvalue()
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     model_io = _model_io()
-    _check_readable(args.model)
+    check_readable(args.model, "--model", "a model file written by 'vnn train --out'")
     if args.out is not None:
-        _check_writable(args.out, "--out")
-    try:
-        meta = model_io.read_metadata(args.model)
-        net = model_io.load(args.model, device=args.device, backend=args.backend, dtype=args.dtype)
-    except (ValueError, TypeError, OSError, ImportError):
+        check_output(args.out, "--out")
+    _file_kind(args.data)
+    check_readable(args.data)
+    try:  # one read of the file: the weights and the extra of the same model
+        model = model_io.read_model(args.model, device=args.device, backend=args.backend,
+                                    dtype=args.dtype)
+    except (ValueError, TypeError, OSError, ImportError, MemoryError):
         raise
     except Exception as exc:  # anything else the file format library raises on a bad file
         raise UsageError(f"{args.model}: cannot load the model ({type(exc).__name__}: "
                          f"{exc})") from None
-    extra = meta.get("extra") or {}
+    net = model.net
+    extra = check_extra(args.model, model.extra, net.sizes, net.output)
     names = extra.get("feature_names")
     table = read_table(args.data, None, with_target=False, columns=names)
     X = _check_width(table, net.sizes[0], names)
@@ -697,42 +828,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     scaling = extra.get("standardize")
     if scaling:
         X = (X - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
-    labels = extra.get("labels")
-    output = net.output
-    rows: list[list[str]] = []
-    header: list[str] | None = None
-    if args.proba:
-        if output == "identity":
-            raise UsageError("--proba needs a classifier; this model is a regression "
-                             "(identity output)")
-        p = vnn.to_numpy(net.predict_proba(X)).astype(np.float64)
-        if output == "sigmoid" and p.shape[1] == 1:
-            p = np.concatenate([1.0 - p, p], axis=1)
-        header = ([str(c) for c in labels] if labels and len(labels) == p.shape[1]
-                  else [str(k) for k in range(p.shape[1])])
-        rows = [[_fmt(v) for v in row] for row in p]
-    else:
-        pred = vnn.to_numpy(net.predict(X))
-        if output == "identity":
-            pred = _unscale(pred.astype(np.float64), extra.get("target_scaling"))
-            pred = pred.reshape(len(pred), -1)
-            rows = [[_fmt(v) for v in row] for row in pred]
-        elif pred.ndim == 2:  # multilabel sigmoid model
-            rows = [[str(int(v)) for v in row] for row in pred]
-        else:
-            rows = [[str(labels[int(c)]) if labels else str(int(c))] for c in pred]
-
-    def write(f: Any) -> None:
-        w = csv.writer(f, lineterminator="\n")
-        if header is not None:
-            w.writerow(header)
-        w.writerows(rows)
-
+    header, rows = _predictions(net, X, extra, args.proba)
+    text = _csv_text(header, rows)
     if args.out is None:
-        write(sys.stdout)
+        sys.stdout.write(text)
     else:
-        with open(args.out, "w", newline="", encoding="utf-8") as f:
-            write(f)
+        write_output(args.out, text.encode("utf-8"), "--out", "the predictions")
         print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
     return 0
 
@@ -799,7 +900,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train vanilla feedforward networks (vanilla-nn) from the command line and "
                     "predict with them, on NumPy (CPU), CuPy (CUDA GPUs), PyTorch or "
                     "array-api-strict.",
-        epilog="Run 'vnn COMMAND --help' for the options of a command.",
+        epilog="Run 'vnn COMMAND --help' for the options of a command. Errors are reported in "
+               "one line with exit status 2; set VNN_DEBUG=1 to see their traceback instead.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {vnn.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -922,6 +1024,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug() -> bool:
+    """``VNN_DEBUG=1``: let errors propagate with their traceback."""
+    return os.environ.get("VNN_DEBUG", "").strip() not in ("", "0")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``vnn`` command line; returns the exit status."""
     parser = build_parser()
@@ -930,14 +1041,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except UsageError as exc:
         message = str(exc)
-    except (ValueError, TypeError, OSError, ImportError) as exc:
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-            message = f"{exc.filename}: {exc.strerror}"
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        if _debug():
+            raise
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+            message = f"{exc.filename}: {exc.strerror}"
+    except MemoryError as exc:
+        if _debug():
+            raise
+        message = f"not enough memory: {exc or 'MemoryError'}"
+    except Exception as exc:  # a broken file read by a library, or a bug in vnn
+        if _debug():
+            raise
+        message = (f"{type(exc).__name__}: {exc} (set VNN_DEBUG=1 to see where it was "
+                   "raised)")
+    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
     return 2
 
 
