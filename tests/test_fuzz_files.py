@@ -29,7 +29,7 @@ from vnn.io import ModelFileError
 sklearn = pytest.importorskip("sklearn")
 import vnn.sklearn  # noqa: E402
 
-CASES = 150  # per file kind
+CASES = 1000  # per file kind
 SECONDS = 2.0  # the most one load may take
 X = np.random.default_rng(0).standard_normal((12, 3))
 NESTED = json.loads("[" * 300 + "]" * 300)
