@@ -170,7 +170,8 @@ def host_available_memory() -> int | None:
     """Bytes of host memory this process can still allocate without swapping, or None.
 
     The kernel's estimate (``MemAvailable`` of ``/proc/meminfo``), else the free pages that
-    ``os.sysconf`` reports; capped by the room a cgroup v2 memory limit leaves (containers).
+    ``os.sysconf`` reports; capped by the room a cgroup v2 memory limit leaves (containers) and
+    by what an address-space limit (``ulimit -v``) leaves.
     """
     found = _meminfo_available()
     if found is None:
@@ -178,10 +179,25 @@ def host_available_memory() -> int | None:
             found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (AttributeError, ValueError, OSError):
             found = None
-    room = _cgroup_room()
-    if room is not None:
-        found = room if found is None else min(found, room)
+    for room in (_cgroup_room(), _address_space_room()):
+        if room is not None:
+            found = room if found is None else min(found, room)
     return found
+
+
+def _address_space_room() -> int | None:
+    """What an address-space limit (``ulimit -v``, RLIMIT_AS) leaves of it, or None."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError, ValueError, IndexError, AttributeError):
+        return None
+    return max(0, int(limit) - used)
 
 
 def _meminfo_available() -> int | None:

@@ -62,6 +62,9 @@ def make(device: str | None) -> Backend:
         raise ValueError(
             f"device={device!r} is not a torch device; expected 'cpu', 'cuda' or 'cuda:N'"
         ) from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is a {dev.type!r} device, which vnn does not train "
+                         "on with torch; expected 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r}: torch sees no CUDA GPU here")

@@ -312,3 +312,65 @@ def test_loading_in_a_thread_while_another_saves(tmp_path):
         stop.set()
         t.join()
     assert not errors
+
+
+# -- shapes NumPy cannot build, dtypes a file cannot hold, values a dtype cannot hold ---------------
+@pytest.mark.parametrize("shape, raw", [([0, 2**64], b""), ([0, 2**62, 2**62], b""),
+                                        ([0, 2**61], b""), ([1] * 70, b"\0" * 4)])
+def test_extra_tensor_shapes_numpy_cannot_build_are_refused(tmp_path, shape, raw):
+    meta, arrays = saved_meta(tmp_path)
+    meta["tensors"] = ["E"]
+    header, data = layout(arrays, json.dumps(meta))
+    header["E"] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+    path = tmp_path / "shape.safetensors"
+    path.write_bytes(craft(header, data + raw))
+    for load in LOADERS:
+        with pytest.raises(ModelFileError, match="tensor 'E' has shape"):
+            load(path)
+
+
+def test_loading_float64_weights_as_float32_refuses_values_that_overflow(tmp_path):
+    net = vnn.MLP([3, 4, 2], output="softmax", dtype="float64", seed=0)
+    net.weights = [np.full((4, 3), 1e300), np.full((2, 4), 1.0)]
+    path = tmp_path / "big.safetensors"
+    net.save(path)
+    with pytest.raises(ModelFileError, match="'W1' holds 12 values beyond float32") as info:
+        vnn.load(path, dtype="float32")
+    assert info.value.field == "W1"
+    assert host(vnn.load(path).weights[0])[0, 0] == 1e300  # in its own dtype it loads
+
+
+def test_save_refuses_what_json_or_safetensors_would_change_or_choke_on(tmp_path):
+    net = vnn.MLP([3, 2])
+    path = tmp_path / "m.safetensors"
+    for tensors in ({"E": np.array(["a"])}, {"E": np.ones(2, complex)},
+                    {"E": np.array([object()])}):
+        with pytest.raises(TypeError, match=r"tensors\['E'\] has dtype"):
+            net.save(path, tensors=tensors)
+    for extra in ({1: 2}, {"a": [{2.5: "x"}]}):
+        with pytest.raises(TypeError, match="expected str keys only"):
+            net.save(path, extra=extra)
+    assert not path.exists()
+    net.save(path, tensors={"E": np.arange(3, dtype=">f4")})  # byte order: stored little-endian
+    np.testing.assert_array_equal(vnn.io.read_model(path).tensors["E"], [0.0, 1.0, 2.0])
+
+
+def test_a_read_only_file_is_not_replaced(tmp_path, monkeypatch):
+    path = tmp_path / "keep.safetensors"
+    vnn.MLP([3, 2], seed=0).save(path)
+    before = path.read_bytes()
+    os.chmod(path, 0o444)
+    real = os.access  # root may write anything: ask as an ordinary user would be answered
+
+    def as_a_user(p, mode, *args, **kwargs):
+        if os.fspath(p) == str(path) and mode & os.W_OK:
+            return bool(os.stat(p).st_mode & 0o222)
+        return real(p, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", as_a_user)
+    with pytest.raises(PermissionError, match="read-only file"):
+        vnn.MLP([3, 2], seed=1).save(path)
+    assert path.read_bytes() == before
+    os.chmod(path, 0o644)
+    vnn.MLP([3, 2], seed=1).save(path)
+    assert path.read_bytes() != before

@@ -362,3 +362,70 @@ def test_resume_past_epochs_warns_and_returns_the_checkpoint(tmp_path):
         np.testing.assert_array_equal(a, b)
     again = vnn.MLP([4, 5, 1], seed=2).fit(X, y, epochs=5, resume=ck)  # complete: no warning
     assert again.loss == h5.loss
+
+
+# -- forward passes and validation too large for one go ----------------------------------------------
+def test_a_forward_pass_too_large_for_memory_runs_in_chunks_of_rows(monkeypatch):
+    net = vnn.MLP([6, 512, 3], output="softmax", dtype="float64", seed=0)
+    X = np.random.default_rng(1).standard_normal((20_000, 6))
+    whole = host(net.predict_proba(X))  # 20,000 x 2 x 521 float64: 167 MB at once
+    calls = []
+    real = vnn.MLP._forward
+
+    def counting(self, A):
+        calls.append(A.shape[0])
+        return real(self, A)
+
+    monkeypatch.setattr(vnn.MLP, "_forward", counting)
+    _memory(monkeypatch, 60 * 10**6)  # a chunk may use 30 MB: 3,598 rows
+    chunked = host(net.predict_proba(X))
+    assert len(calls) == 6 and sum(calls) == 20_000 and max(calls) == 3598
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-15)  # rows are independent
+    np.testing.assert_array_equal(host(net.predict(X)), whole.argmax(axis=1))
+    _memory(monkeypatch, 2_000)  # not one row fits
+    with pytest.raises(vnn.ModelTooLargeError, match="per row"):
+        net.predict(X)
+
+
+def test_fit_counts_the_validation_pass_before_training(monkeypatch):
+    net = vnn.MLP([6, 512, 3], output="softmax", seed=0)
+    before = _params(net)
+    X = np.random.default_rng(1).standard_normal((64, 6))
+    X_val = np.zeros((50_000, 6))
+    _memory(monkeypatch, 150 * 10**6)  # the validation pass needs 208 MB
+    with pytest.raises(vnn.ModelTooLargeError, match=r"the validation pass \(50000 rows\)"):
+        net.fit(X, np.arange(64) % 3, epochs=1, validation_data=(X_val, np.zeros(50_000, int)))
+    for a, b in zip(before, _params(net)):
+        np.testing.assert_array_equal(a, b)
+    net.fit(X, np.arange(64) % 3, epochs=1, validation_data=(X_val[:100], np.zeros(100, int)))
+
+
+def test_an_address_space_limit_bounds_the_memory_vnn_counts_on(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import resource, backends\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))\n"
+            "print(backends.resolve('cpu').available_memory())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 0 < int(done.stdout) <= 6 * 2**30
+
+
+def test_resume_is_checked_before_the_data(monkeypatch):
+    net = vnn.MLP([4, 1])
+    X, y = _regression()
+    moved = []
+    monkeypatch.setattr(vnn.MLP, "_inputs", lambda *a, **k: moved.append(1))
+    with pytest.raises(TypeError, match="resume=5 is not a file path"):
+        net.fit(X, y, resume=5)
+    with pytest.raises(FileNotFoundError, match="resume: the checkpoint file does not exist"):
+        net.fit(X, y, resume="/no/such/checkpoint.safetensors")
+    assert not moved
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta"])
+def test_torch_devices_vnn_does_not_train_on_are_refused_by_name(device):
+    pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=f"device='{device}' is a '{device}' device"):
+        vnn.MLP([3, 2], backend="torch", device=device)

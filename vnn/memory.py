@@ -173,12 +173,39 @@ def data_bytes(net: MLP, X: Any, y: Any, sample_weight: Any = None,
     return total
 
 
-def check_fit(net: MLP, n_state: int, n: int, batch_size: int, lam: float, data: int) -> None:
+def forward_elements(sizes: list[int], n: int) -> int:
+    """Numbers a forward pass (Eqns 1-2) of ``n`` rows keeps: z(ℓ) and a(ℓ) of every layer."""
+    return 2 * n * sum(sizes)
+
+
+def forward_rows(be: Backend, sizes: list[int], dtype: str, n: int) -> int:
+    """How many of ``n`` rows one forward pass may take at once: all of them when their
+    activations fit in half the free memory, else as many as do (rows are independent, so a
+    pass in chunks gives the same values). Raises :class:`ModelTooLargeError` if not one does."""
+    per_row = ITEMSIZE[dtype] * forward_elements(sizes, 1)
+    need = per_row * n
+    if need <= UNCHECKED:
+        return n
+    available = be.available_memory()
+    budget = (SANITY_LIMIT if available is None else available) // 2
+    if need <= budget:
+        return n
+    if per_row > budget:
+        where = "" if be.on_host() else f" on {be.device_name}"
+        raise ModelTooLargeError(f"a forward pass of sizes={sizes} needs about {human(per_row)}"
+                                 f"{where} per row, more than half the {human(2 * budget)} "
+                                 "available; use fewer or narrower layers")
+    return max(1, budget // per_row)
+
+
+def check_fit(net: MLP, n_state: int, n: int, batch_size: int, lam: float, data: int,
+              n_val: int = 0) -> None:
     """Refuse training whose buffers would not fit next to the model, before moving any data.
 
     ``n_state``: the optimizer's state arrays per parameter; ``n`` samples in batches of
     ``batch_size``; ``lam``: λ (the fast step keeps a scratch copy of the weights for λW);
-    ``data``: bytes of data to move (:func:`data_bytes`).
+    ``data``: bytes of data to move (:func:`data_bytes`); ``n_val``: rows of validation data
+    (their forward pass, Eqns 1-2, after each epoch).
     """
     sizes, be = net.sizes, net.backend
     it = ITEMSIZE[net.dtype]
@@ -192,6 +219,7 @@ def check_fit(net: MLP, n_state: int, n: int, batch_size: int, lam: float, data:
             it * sum(batch_elements(sizes, r) for r in batch_rows),
         "data": data,
         "λW scratch": it * sum(weight_elements(sizes)) if lam else 0,
+        f"the validation pass ({n_val} rows)": it * forward_elements(sizes, n_val),
     }
     need = sum(parts.values())
     where = "" if be.on_host() else f" on {be.device_name}"

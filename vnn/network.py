@@ -232,8 +232,17 @@ class MLP:
     @on_device
     def forward(self, X: Any) -> Array:
         """a^(L) for the batch ``X`` (n, m_0), Eqns (1)-(2): values, or probabilities for
-        sigmoid/softmax outputs. Returned in the model's library, device and dtype."""
-        return self._forward(self._inputs(X))
+        sigmoid/softmax outputs. Returned in the model's library, device and dtype.
+
+        A batch whose activations would not fit in memory is run in chunks of rows (the same
+        values: rows are independent); see :func:`vnn.memory.forward_rows`."""
+        A = self._inputs(X)
+        n = A.shape[0]
+        rows = memory.forward_rows(self._be, self._sizes, self._dtype_name, n)
+        if rows >= n:
+            return self._forward(A)
+        return self.xp.concat([self._forward(A[i:i + rows, ...]) for i in range(0, n, rows)],
+                              axis=0)
 
     __call__ = forward
 

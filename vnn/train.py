@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import signal
 import sys
 import threading
@@ -207,6 +209,8 @@ def _check_arguments(optimizer: Any, resume: Any, shuffle: Any, progress: Any, c
         raise ValueError(f"on_nonfinite={on_nonfinite!r} is invalid; expected one of {ON_NONFINITE}")
     _bool("shuffle", shuffle)
     _bool("progress", progress)
+    if resume is not None:
+        _check_readable("resume", resume)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback={callback!r} is not callable; expected a function "
                         "callback(epoch, history) or None")
@@ -229,7 +233,8 @@ def _data(net: MLP, X: Any, y: Any, sample_weight: Any, validation_data: Any,
     n = memory.rows(X)
     memory.check_fit(net, 2 if optimizer is None else optimizer.n_state, n,
                      min(128, n) if batch_size is None else batch_size, lam,
-                     memory.data_bytes(net, X, y, sample_weight, validation_data))
+                     memory.data_bytes(net, X, y, sample_weight, validation_data),
+                     0 if validation_data is None else memory.rows(validation_data[0]))
     A = net._inputs(X, "X")
     n = A.shape[0]
     Y = net._targets(y, n, "y")
@@ -239,6 +244,18 @@ def _data(net: MLP, X: Any, y: Any, sample_weight: Any, validation_data: Any,
         Av = net._inputs(validation_data[0], "validation_data[0]")
         val = (Av, net._targets(validation_data[1], Av.shape[0], "validation_data[1]"))
     return A, Y, V, val
+
+
+def _check_readable(name: str, path: Any) -> None:
+    """``path`` (the argument ``name``) names an existing regular file."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name}={path!r} is not a file path; expected a str or os.PathLike "
+                        "naming a checkpoint written by fit(checkpoint=...)") from None
+    if not os.path.isfile(text):
+        what = "is not a regular file" if os.path.exists(text) else "does not exist"
+        raise FileNotFoundError(errno.ENOENT, f"{name}: the checkpoint file {what}", text)
 
 
 def _positive(net: MLP, V: Array) -> Any:

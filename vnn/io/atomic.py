@@ -35,9 +35,11 @@ def check_writable(path: PathLike, argument: str = "path") -> str:
 
     Checked before anything is written, and nothing is opened: ``path`` (the argument called
     ``argument``) must name a regular file or a new file, in a folder that exists and that this
-    process may write to. Raises ``TypeError`` for a value that is not a path, ``ValueError``
-    for an existing target that is not a regular file, ``FileNotFoundError`` for a missing folder
-    and ``PermissionError`` for a folder that cannot be written.
+    process may write to; an existing file must be writable to this process (a file made
+    read-only is not replaced, although the rename would allow it). Raises ``TypeError`` for a
+    value that is not a path, ``ValueError`` for an existing target that is not a regular file,
+    ``FileNotFoundError`` for a missing folder and ``PermissionError`` for a read-only file or a
+    folder that cannot be written.
     """
     try:
         name = os.fspath(path)
@@ -57,6 +59,10 @@ def check_writable(path: PathLike, argument: str = "path") -> str:
         via = f" (where its symlink leads: {target})" if os.path.islink(name) else ""
         raise ValueError(f"{argument}={name!r} is {kind}{via}; expected a regular file to "
                          "replace or the name of a new file")
+    if info is not None and not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, f"{argument} is a read-only file (its mode says not "
+                              "to replace it); make it writable first or choose another name",
+                              target)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise FileNotFoundError(errno.ENOENT, f"the folder of {argument} does not exist", folder)

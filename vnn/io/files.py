@@ -62,6 +62,8 @@ def save(net: MLP, path: PathLike, *, optimizer: Optimizer | None = None, epoch:
         raise TypeError(f"history={history!r} is not a vnn.History (what fit returns) or None")
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra={extra!r} is not a dict; expected a JSON-able dict or None")
+    if extra is not None:
+        _check_keys(extra)
     out: dict[str, Any] = {}
     for ell, (W, b) in enumerate(zip(net.weights, net.biases), start=1):
         out[f"W{ell}"] = _host(net.to_numpy(W))
@@ -105,9 +107,32 @@ def _extra_tensors(tensors: dict[str, Any] | None, out: dict[str, Any]) -> list[
         if schema.RESERVED.match(name):
             raise ValueError(f"tensors has the key {name!r}, which is reserved (W<ℓ>, b<ℓ>, "
                              "optim.* and __metadata__ are vnn's own); choose another name")
-        out[name] = _host(backends.to_numpy(value))
+        array = _host(backends.to_numpy(value))
+        if array.dtype.str.lstrip("<>=|") not in _WRITABLE:
+            raise TypeError(f"tensors[{name!r}] has dtype {array.dtype}; expected a plain "
+                            f"numeric dtype ({', '.join(sorted(layout.DTYPE_NAMES.values()))})")
+        out[name] = array
         names.append(name)
     return names
+
+
+#: NumPy dtype codes (without byte order) of the tensors a file can hold
+_WRITABLE = {np.dtype(dt).str.lstrip("<>=|") for dt in layout.NUMPY_DTYPES.values()}
+
+
+def _check_keys(extra: dict[str, Any]) -> None:
+    """Every key in ``extra`` is a string (JSON would turn another key into one: 1 -> "1")."""
+    stack: list[Any] = [extra]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            bad = [k for k in value if not isinstance(k, str)]
+            if bad:
+                raise TypeError(f"extra has the key {bad[0]!r} ({type(bad[0]).__name__}); "
+                                "expected str keys only (JSON stores every key as a string)")
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
 
 
 def _optimizer_metadata(net: MLP, optimizer: Optimizer, out: dict[str, Any]) -> dict[str, Any]:
@@ -222,17 +247,35 @@ def _finite(name: str, tensor: str, array: Any, allow: bool) -> Any:
     return array
 
 
+def _cast(name: str, tensor: str, array: Any, dtype: str, allow: bool) -> Any:
+    """``array`` in ``dtype``, after checking that it holds no NaN or infinite value (unless
+    ``allow``) and that no finite value overflows ``dtype`` (a float64 file loaded as float32)."""
+    array = _finite(name, tensor, array, allow)
+    if array.dtype == np.dtype(dtype):
+        return array
+    limit = float(np.finfo(dtype).max)
+    if limit >= float(np.finfo(array.dtype).max):  # a wider dtype holds every value
+        return array.astype(dtype)
+    too_big = np.abs(array[np.isfinite(array)]) > limit
+    if bool(too_big.any()):
+        raise ModelFileError(f"{name}: tensor {tensor!r} holds {int(too_big.sum())} values beyond "
+                             f"{dtype}'s largest finite value ({limit:.4g}); load it in "
+                             f"{array.dtype.name} (dtype=None keeps the file's)", name, tensor)
+    return array.astype(dtype)
+
+
 def _build(name: str, meta: dict[str, Any], tensors: layout.Tensors, device: str | None,
            backend: str | None, dtype: str | None, allow_nonfinite: bool) -> MLP:
     """The saved MLP: its architecture, its parameters and its host generator."""
     L = len(meta["sizes"]) - 1
-    W = [_finite(name, f"W{ell}", tensors.get(f"W{ell}"), allow_nonfinite)
+    dtype = dtype or meta["dtype"]
+    W = [_cast(name, f"W{ell}", tensors.get(f"W{ell}"), dtype, allow_nonfinite)
          for ell in range(1, L + 1)]
-    b = [_finite(name, f"b{ell}", tensors.get(f"b{ell}"), allow_nonfinite)
+    b = [_cast(name, f"b{ell}", tensors.get(f"b{ell}"), dtype, allow_nonfinite)
          for ell in range(1, L + 1)]
     net = MLP(meta["sizes"], activation=meta["activation"], output=meta["output"],
               loss=meta["loss"], init=meta["init"], device=device, backend=backend,
-              dtype=dtype or meta["dtype"], seed=meta["seed"])
+              dtype=dtype, seed=meta["seed"])
     bit_generator = getattr(net.rng, "bit_generator", None)
     if bit_generator is not None and meta["rng"] is not None:
         bit_generator.state = meta["rng"]  # checked: a PCG64 state

@@ -37,6 +37,9 @@ NUMPY_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "I16": "<i
 #: safetensors dtype codes -> NumPy dtype names (for messages and checks)
 DTYPE_NAMES = {code: np.dtype(dt).name for code, dt in NUMPY_DTYPES.items()}
 
+#: the most dimensions a tensor may have (NumPy allows 64; vnn writes 1 and 2)
+MAX_NDIM = 32
+
 T = TypeVar("T")
 
 
@@ -180,6 +183,11 @@ def _spans(entries: dict[str, Any], refuse: Callable[..., ModelFileError]
                          f"allowed are the plain numeric ones: {', '.join(NUMPY_DTYPES)}")
         if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
             raise refuse(f"tensor {t!r} has shape {shape!r}; expected a list of integers >= 0")
+        itemsize = np.dtype(NUMPY_DTYPES[dtype]).itemsize
+        if len(shape) > MAX_NDIM or _nonzero_product(shape) * itemsize >= 2**63:
+            raise refuse(f"tensor {t!r} has shape {_short(shape)}; expected at most {MAX_NDIM} "
+                         "dimensions whose non-zero sizes times the dtype's size stay below "
+                         "2**63 bytes (the largest array NumPy can describe)")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(is_int, offsets))
                 and 0 <= offsets[0] <= offsets[1]):
             raise refuse(f"tensor {t!r} has data_offsets {offsets!r}; expected [begin, end], "
@@ -187,7 +195,6 @@ def _spans(entries: dict[str, Any], refuse: Callable[..., ModelFileError]
         count = 1
         for d in shape:
             count *= d
-        itemsize = np.dtype(NUMPY_DTYPES[dtype]).itemsize
         begin, end = offsets
         if end - begin != count * itemsize:
             raise refuse(f"tensor {t!r} has data_offsets [{begin}, {end}], {end - begin} bytes, "
@@ -215,6 +222,20 @@ def _check_tiling(spans: list[tuple[int, int, str]], data_len: int,
     if at > data_len:
         raise refuse(f"{at - data_len} bytes of tensor data are missing (the tensors end at {at}; "
                      f"the data section is {data_len} bytes): the file is truncated")
+
+
+def _nonzero_product(shape: list[int]) -> int:
+    out = 1
+    for d in shape:
+        out *= d or 1
+        if out >= 2**63:
+            break
+    return out
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 class DuplicateKey(ValueError):
