@@ -523,3 +523,237 @@ def test_no_traceback_in_a_subprocess_for_a_bad_model(tmp_path):
     X, _ = blobs(5, seed=6)
     features = write_csv(tmp_path / "x.csv", X, header=["f0", "f1", "f2", "f3"])
     assert_one_line_error(run("predict", "--model", path, "--data", features), "'labels'")
+
+
+# -- no output may be one of the inputs, or another output ---------------------------------------
+def _links(tmp_path: pathlib.Path, data: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """A copy of the training data, a symbolic link to it and a hard link to it."""
+    copy = tmp_path / "d.csv"
+    copy.write_bytes(data.read_bytes())
+    (tmp_path / "soft.safetensors").symlink_to(copy)
+    os.link(copy, tmp_path / "hard.png")
+    return copy, tmp_path / "soft.safetensors"
+
+
+@pytest.mark.parametrize("outputs, clash", [
+    (["--out", "d.csv"], "--out d.csv is the same file as --data d.csv"),
+    (["--out", "./sub/../d.csv"], "--out ./sub/../d.csv is the same file as --data d.csv"),
+    (["--out", "soft.safetensors"], "--out soft.safetensors is the same file as --data d.csv"),
+    (["--plot", "hard.png"], "--plot hard.png is the same file as --data d.csv"),
+    (["--checkpoint", "d.csv"], "--checkpoint d.csv is the same file as --data d.csv"),
+    (["--out", "both.png", "--plot", "both.png"],
+     "--plot both.png is the same file as --out both.png"),
+    (["--out", "m.st", "--checkpoint", "m.st"],
+     "--checkpoint m.st is the same file as --out m.st"),
+    (["--resume", "ck.st", "--out", "ck.st"], "--out ck.st is the same file as --resume ck.st"),
+], ids=["out-data", "out-dotted-path", "out-symlink", "plot-hardlink", "checkpoint-data",
+        "out-plot", "out-checkpoint", "out-resume"])
+def test_train_refuses_an_output_that_is_an_input_or_another_output(capsys, data, tmp_path,
+                                                                    monkeypatch, outputs, clash):
+    if "--plot" in outputs:
+        pytest.importorskip("matplotlib")
+    copy, _ = _links(tmp_path, data)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "ck.st").write_bytes(b"a checkpoint")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    line = fails(capsys, "train", "--data", "d.csv", "--epochs", "1", "--hidden", "4", *outputs)
+    assert line == f"vnn: error: {clash}; choose another output file"
+    assert copy.read_bytes() == data.read_bytes()
+    assert (tmp_path / "ck.st").read_bytes() == b"a checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("out, clash", [
+    ("m.st", "--out m.st is the same file as --model m.st"),
+    ("x.csv", "--out x.csv is the same file as --data x.csv"),
+    ("soft.csv", "--out soft.csv is the same file as --model m.st"),
+    ("hard.csv", "--out hard.csv is the same file as --data x.csv"),
+], ids=["out-model", "out-data", "out-symlink-to-model", "out-hardlink-to-data"])
+def test_predict_refuses_an_output_that_is_an_input(capsys, model, tmp_path, monkeypatch, out,
+                                                    clash):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.st").write_bytes(model.read_bytes())
+    (tmp_path / "soft.csv").symlink_to("m.st")
+    X, _ = blobs(10, seed=12)
+    write_csv(tmp_path / "x.csv", X)
+    os.link("x.csv", "hard.csv")
+    saved = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    line = fails(capsys, "predict", "--model", "m.st", "--data", "x.csv", "--out", out)
+    assert line == f"vnn: error: {clash}; choose another output file"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == saved
+
+
+def test_resume_and_checkpoint_may_be_the_same_file(capsys, data, tmp_path):
+    ck = tmp_path / "ck.safetensors"
+    succeeds(capsys, "train", "--data", data, "--hidden", "4", "--quiet", "--epochs", "2",
+             "--checkpoint", ck)
+    succeeds(capsys, "train", "--data", data, "--hidden", "4", "--quiet", "--epochs", "3",
+             "--resume", ck, "--checkpoint", ck)
+    assert vnn.io.read_metadata(ck)["epoch"] == 3
+
+
+# -- the model is written before the summary ------------------------------------------------------
+def test_the_model_is_written_before_a_failing_summary(capsys, data, tmp_path, monkeypatch):
+    """Scoring the training set runs out of memory: the model and the plot were written first,
+    and the error line says so."""
+    pytest.importorskip("matplotlib")
+    out, plot = tmp_path / "m.safetensors", tmp_path / "curves.png"
+
+    def out_of_memory(*args: Any, **kw: Any) -> None:
+        raise MemoryError("Unable to allocate 22.4 GiB for an array with shape (150000, 40000)")
+
+    monkeypatch.setattr(cli, "_predict_rows", out_of_memory)
+    line = fails(capsys, "train", "--data", data, "--epochs", "2", "--hidden", "4", "--quiet",
+                 "--out", out, "--plot", plot)
+    assert "22.4 GiB" in line
+    assert line.endswith(f"; the model was written to {out} and the loss curves to {plot}")
+    assert vnn.io.read_metadata(out)["epoch"] == 2
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def _scores(out: str) -> list[str]:
+    """The summary without its timing line."""
+    return [line for line in out.splitlines() if not line.startswith("time:")]
+
+
+def _count_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of rows of each call of ``MLP.predict`` from now on."""
+    rows: list[int] = []
+    real_predict = vnn.MLP.predict
+
+    def counting(self: vnn.MLP, X: Any) -> Any:
+        rows.append(len(X))
+        return real_predict(self, X)
+
+    monkeypatch.setattr(vnn.MLP, "predict", counting)
+    return rows
+
+
+def test_the_summary_is_scored_in_chunks_of_rows(capsys, data, monkeypatch):
+    """The accuracy of a large set needs the activations of a few rows at a time only; in
+    chunks of 7 rows it is the same as in one go (float64: the same sums either way)."""
+    args = ["train", "--data", data, "--epochs", "3", "--hidden", "4", "--quiet", "--dtype",
+            "float64"]
+    whole, _ = succeeds(capsys, *args)
+    rows = _count_rows(monkeypatch)
+    monkeypatch.setattr(cli, "SCORE_ROWS", 7)
+    chunked, _ = succeeds(capsys, *args)
+    assert rows and max(rows) <= 7 and sum(rows) == 90  # 72 training and 18 validation rows
+    assert "train accuracy" in chunked and _scores(chunked) == _scores(whole)
+
+
+def test_r2_is_scored_in_chunks_of_rows(capsys, tmp_path, monkeypatch):
+    X = np.random.default_rng(13).normal(size=(50, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+    path = write_csv(tmp_path / "reg.csv", X, [repr(float(v)) for v in y], ["a", "b", "c", "t"])
+    args = ["train", "--data", path, "--epochs", "3", "--hidden", "4", "--quiet", "--dtype",
+            "float64"]
+    whole, _ = succeeds(capsys, *args)
+    rows = _count_rows(monkeypatch)
+    monkeypatch.setattr(cli, "SCORE_ROWS", 3)
+    chunked, _ = succeeds(capsys, *args)
+    assert rows and max(rows) <= 3 and sum(rows) == 50  # 40 training and 10 validation rows
+    assert "train R²" in whole and _scores(chunked) == _scores(whole)
+
+
+def test_a_failing_summary_names_the_plot_alone_when_there_is_no_out(capsys, data, tmp_path,
+                                                                     monkeypatch):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "curves.svg"
+
+    def broken(*args: Any, **kw: Any) -> None:
+        raise RuntimeError("scoring broke")
+
+    monkeypatch.setattr(cli, "_predict_rows", broken)
+    line = fails(capsys, "train", "--data", data, "--epochs", "1", "--hidden", "4", "--quiet",
+                 "--plot", plot)
+    assert "scoring broke" in line and line.endswith(f"; the loss curves were written to {plot}")
+    assert plot.read_bytes().startswith(b"<?xml")
+
+
+def test_a_terminal_without_the_superscript_two_still_gets_the_summary(tmp_path, monkeypatch):
+    X = np.random.default_rng(14).normal(size=(30, 2))
+    path = write_csv(tmp_path / "reg.csv", X, [repr(float(v)) for v in X[:, 0] * 2], ["a", "b", "y"])
+    out = tmp_path / "m.safetensors"
+    monkeypatch.setenv("PYTHONIOENCODING", "ascii")
+    proc = run("train", "--data", path, "--epochs", "1", "--hidden", "4", "--quiet", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "train R2: " in proc.stdout and f"model written to {out}" in proc.stdout
+    assert out.exists()
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------------
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_ctrl_c_in_the_first_epoch_is_one_line_and_writes_nothing(capsys, data, tmp_path,
+                                                                  monkeypatch):
+    import signal
+
+    from vnn.train import Trainer
+
+    real_step = Trainer.__call__
+
+    def interrupted_step(self: Trainer, *args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the very first step
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "__call__", interrupted_step)
+    out = tmp_path / "m.safetensors"
+    status = cli.main(["train", "--data", str(data), "--epochs", "3", "--hidden", "4",
+                       "--batch-size", "8", "--quiet", "--out", str(out)])
+    stdout, err = capsys.readouterr()
+    assert status == 130, (stdout, err)
+    assert err.strip().splitlines() == [
+        "vnn: interrupted at epoch 1 (no epoch finished); nothing written"]
+    assert not out.exists()
+
+
+def _interrupt_after(epoch: int) -> Any:
+    """``MLP.fit`` whose callback sends this process SIGINT after epoch ``epoch``."""
+    import signal
+
+    real_fit = vnn.MLP.fit
+
+    def fit(net: vnn.MLP, *args: Any, callback: Any = None, **kw: Any) -> Any:
+        def then_interrupt(done: int, history: vnn.History) -> None:
+            if callback is not None:
+                callback(done, history)
+            if done == epoch:
+                os.kill(os.getpid(), signal.SIGINT)  # arrives during the next epoch's first step
+
+        return real_fit(net, *args, callback=then_interrupt, **kw)
+
+    return fit
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_ctrl_c_after_some_epochs_reports_them_and_writes_the_model(capsys, data, tmp_path,
+                                                                   monkeypatch):
+    out = tmp_path / "m.safetensors"
+    monkeypatch.setattr(vnn.MLP, "fit", _interrupt_after(2))
+    status = cli.main(["train", "--data", str(data), "--epochs", "5", "--hidden", "4",
+                       "--batch-size", "8", "--quiet", "--out", str(out)])
+    stdout, err = capsys.readouterr()
+    assert status == 130, (stdout, err)
+    assert "train loss: " in stdout and "train accuracy: " in stdout
+    assert f"model written to {out}" in stdout
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "RuntimeWarning" not in err, err
+    assert lines[0].startswith("vnn: interrupted at epoch 3 after 2 finished epochs")
+    assert "last finished step" in lines[0] and str(out) in lines[0]
+    assert vnn.io.read_metadata(out)["epoch"] == 2
+
+
+# -- numbers in a model's extra -------------------------------------------------------------------
+@pytest.mark.parametrize("field, value", [
+    ("standardize", {"mean": [10**400, 0, 0, 0], "std": [1, 1, 1, 1]}),
+    ("standardize", {"mean": [0, 0, 0, 0], "std": [1, 1, 2**1024, 1]}),
+    ("labels", [1, 10**400, 3]),
+], ids=["mean", "std", "labels"])
+def test_an_integer_beyond_float_range_in_the_extra_is_refused(capsys, tmp_path, field, value):
+    path = tmp_path / "m.safetensors"
+    vnn.io.save(vnn.MLP([4, 3], output="softmax", seed=0), path,
+                extra=dict(GOOD_EXTRA, feature_names=None, **{field: value}))
+    X, _ = blobs(5, seed=16)
+    line = fails(capsys, "predict", "--model", path, "--data", write_csv(tmp_path / "x.csv", X))
+    assert str(path) in line and repr(field) in line and "OverflowError" not in line

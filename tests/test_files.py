@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import safetensors
 from conftest import host
 
 import vnn
@@ -92,7 +91,6 @@ def untouched(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the file's tensor data was read")
 
     monkeypatch.setattr(vnn.io.layout, "Tensors", boom)
-    monkeypatch.setattr(safetensors, "safe_open", boom)
 
 
 def refused(path: Path, *phrases: str) -> str:

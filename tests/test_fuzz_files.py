@@ -3,8 +3,9 @@
 Each case mutates a real file (a field of its metadata deleted, renamed or given another type, a
 huge, negative or non-finite number, deep nesting; bytes flipped; the file cut short) and loads
 it with its loader. Every load either returns something that predicts finite values of the
-right shape or raises :class:`vnn.io.ModelFileError`, and does so within a time bound. Seeded:
-the same cases run every time.
+right shape (finite wherever the tensor data is untouched: flipped bits in the data may make
+finite weights huge) or raises :class:`vnn.io.ModelFileError`, within a time bound. Seeded: the
+same cases run every time.
 """
 
 from __future__ import annotations
@@ -63,27 +64,35 @@ def _estimator(folder: Path) -> Path:
     return path
 
 
-def _check_model(net: vnn.MLP) -> None:
-    out = host(net.forward(X[:, : net.sizes[0]] if net.sizes[0] <= 3 else
-                           np.zeros((len(X), net.sizes[0]))))
-    assert out.shape == (len(X), net.sizes[-1]) and np.all(np.isfinite(out))
+def _check_model(net: vnn.MLP, finite: bool = True) -> None:
+    data = X if net.sizes[0] == 3 else np.zeros((len(X), net.sizes[0]))
+    out = host(net.forward(data))
+    assert out.shape == (len(X), net.sizes[-1])
+    assert np.all(np.isfinite(out)) or not finite
 
 
-def _check_checkpoint(ckpt: vnn.io.Checkpoint) -> None:
-    _check_model(ckpt.net)
+def _check_checkpoint(ckpt: vnn.io.Checkpoint, finite: bool = True) -> None:
+    _check_model(ckpt.net, finite)
+    if ckpt.optimizer is not None:  # its state fits the network: training can go on
+        params = [p for pair in zip(ckpt.net.weights, ckpt.net.biases) for p in pair]
+        for kind in ckpt.optimizer.state:
+            assert [tuple(a.shape) for a in kind] == [tuple(p.shape) for p in params]
+    if ckpt.history is not None:
+        assert all(isinstance(v, float) for v in ckpt.history.loss)
 
 
-def _check_estimator(est: Any) -> None:
+def _check_estimator(est: Any, finite: bool = True) -> None:
     width = est.n_features_in_
     data = X[:, :width] if width <= 3 else np.zeros((len(X), width))
     pred = np.asarray(est.predict(data))
     assert pred.shape[0] == len(X)
     if hasattr(est, "predict_proba"):
         p = np.asarray(est.predict_proba(data))
-        assert p.shape[0] == len(X) and np.all(np.isfinite(p))
+        assert p.shape[0] == len(X)
+        assert np.all(np.isfinite(p)) or not finite
 
 
-KINDS: dict[str, tuple[Callable[[Path], Path], Callable[[Path], Any], Callable[[Any], None]]] = {
+KINDS: dict[str, tuple[Callable[[Path], Path], Callable[[Path], Any], Callable[..., None]]] = {
     "model": (_model, vnn.load, _check_model),
     "checkpoint": (_checkpoint, vnn.io.load_checkpoint, _check_checkpoint),
     "estimator": (_estimator, vnn.sklearn.load, _check_estimator),
@@ -137,23 +146,25 @@ def _mutate_json(rng: random.Random, root: Any) -> Any:
     return root
 
 
-def mutate(rng: random.Random, raw: bytes) -> bytes:
-    """One random mutation of a model file's bytes."""
+def mutate(rng: random.Random, raw: bytes) -> tuple[bytes, bool]:
+    """One random mutation of a model file's bytes, and whether its tensor data is untouched."""
     op = rng.random()
     if op < 0.6:  # a field of the metadata or of a tensor entry
         header, meta, data = _split(raw)
         root = _mutate_json(rng, {"vnn": meta, "header": header})
         if "vnn" not in root or "header" not in root or not isinstance(root["header"], dict):
-            return _join(header, meta, data)[:-1]  # the root itself went: cut a byte instead
-        return _join(root["header"], root["vnn"], data)
+            return _join(header, meta, data)[:-1], False  # the root itself went: cut a byte
+        return _join(root["header"], root["vnn"], data), True
     if op < 0.9:  # flipped bytes, mostly in the header
         out = bytearray(raw)
         (n,) = struct.unpack("<Q", raw[:8])
+        intact = True
         for _ in range(rng.randint(1, 3)):
             at = rng.randrange(8 + n) if rng.random() < 0.8 else rng.randrange(len(raw))
             out[at] ^= 1 << rng.randrange(8)
-        return bytes(out)
-    return raw[: rng.randrange(len(raw))]  # cut short
+            intact = intact and at < 8 + n
+        return bytes(out), intact
+    return raw[: rng.randrange(len(raw))], False  # cut short
 
 
 # -- the fuzz test ----------------------------------------------------------------------------------
@@ -166,7 +177,7 @@ def test_every_mutated_file_loads_whole_or_raises_model_file_error(kind, tmp_pat
     outcomes = {"loaded": 0, "refused": 0}
     slowest = 0.0
     for case in range(CASES):
-        raw = mutate(rng, original)
+        raw, intact = mutate(rng, original)
         path.write_bytes(raw)
         t0 = time.perf_counter()
         try:
@@ -179,13 +190,8 @@ def test_every_mutated_file_loads_whole_or_raises_model_file_error(kind, tmp_pat
         except Exception as exc:  # anything else is a defect: show the case
             (path.parent / f"case-{case}.safetensors").write_bytes(raw)
             raise AssertionError(f"case {case}: {type(exc).__name__}: {exc}") from exc
-        else:
-            _data_intact = raw[-64:] == original[-64:]
-            try:
-                check(loaded)
-            except AssertionError:
-                if _data_intact:  # finite, well-formed predictions are guaranteed for intact data
-                    raise
+        else:  # flipped bits in the data can make finite weights huge: shapes still hold
+            check(loaded, finite=intact)
             outcomes["loaded"] += 1
         seconds = time.perf_counter() - t0
         slowest = max(slowest, seconds)

@@ -12,7 +12,10 @@ problems with the arguments propagate instead, with their traceback (to find a b
 
 Every file written (predictions, the model, checkpoints, the plot) is written atomically: a
 failed write, on a full disk say, leaves the previous file as it was. Every output path is
-checked before anything is read or trained.
+checked before anything is read or trained, and refused if it names one of the input files or
+another output (through a symbolic or hard link too). ``vnn train`` writes the model and the plot
+as soon as training ends, before the summary is scored and printed. Ctrl-C during training stops
+after the step in progress: the epochs finished are reported and the model written (status 130).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import platform
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,7 @@ import numpy as np
 import vnn
 from vnn.cli_files import (
     UsageError,
+    check_distinct,
     check_extra,
     check_output,
     check_plot_format,
@@ -55,6 +60,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
 DATASETS_HINT = 'pip install "vanilla-nn[datasets]"'
 PLOT_HINT = 'pip install "vanilla-nn[plot]"'
+#: rows the summary scores at a time: its memory is their activations, not the whole set's
+SCORE_ROWS = 8192
 
 
 class _Parser(argparse.ArgumentParser):
@@ -545,6 +552,9 @@ def _activation(args: argparse.Namespace) -> str | list[str]:
 def _check_train_files(args: argparse.Namespace) -> int:
     """Check every output path, the plot's format and the ``--resume`` checkpoint before any
     data is read; the epoch the checkpoint is at (0 without ``--resume``)."""
+    check_distinct([("--out", args.out), ("--checkpoint", args.checkpoint), ("--plot", args.plot)],
+                   [("--data", args.data), ("--resume", args.resume)],
+                   allowed=(("--checkpoint", "--resume"),))  # a run continued in place
     for option in ("--out", "--checkpoint", "--plot"):
         path = getattr(args, option[2:])
         if path is not None:
@@ -628,12 +638,14 @@ def _fit(args: argparse.Namespace, net: vnn.MLP, optimizer: vnn.Optimizer, data:
 
     has_val = len(data.X_val) > 0
     try:
-        return net.fit(data.X_train, data.y_fit, optimizer=optimizer, epochs=args.epochs,
-                       batch_size=args.batch_size, l2=args.l2,
-                       validation_data=(data.X_val, data.y_fit_val) if has_val else None,
-                       callback=on_epoch, distributed=comm if comm is not None else False,
-                       checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                       resume=args.resume)
+        with warnings.catch_warnings():  # Ctrl-C: cmd_train says it in a line of its own
+            warnings.filterwarnings("ignore", ".*interrupt", RuntimeWarning)
+            return net.fit(data.X_train, data.y_fit, optimizer=optimizer, epochs=args.epochs,
+                           batch_size=args.batch_size, l2=args.l2,
+                           validation_data=(data.X_val, data.y_fit_val) if has_val else None,
+                           callback=on_epoch, distributed=comm if comm is not None else False,
+                           checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                           resume=args.resume)
     except vnn.DivergenceError as exc:
         raise UsageError(f"training diverged at epoch {exc.epoch}, batch {exc.batch}: the loss or "
                          f"a parameter became NaN or infinite with --lr {args.lr:g}; try a "
@@ -648,12 +660,30 @@ def _fit(args: argparse.Namespace, net: vnn.MLP, optimizer: vnn.Optimizer, data:
         bar.close()
 
 
+def _print(text: str) -> None:
+    """``print`` to stdout, in what its encoding can show ("R2" for "R²" in ASCII, say)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        text = text.replace("²", "2").encode(encoding, "replace").decode(encoding)
+    except LookupError:  # an encoding Python does not know: print will tell
+        pass
+    print(text)
+
+
+def _predict_rows(net: vnn.MLP, X: np.ndarray) -> np.ndarray:
+    """``net.predict(X)`` as a NumPy array, :data:`SCORE_ROWS` rows at a time."""
+    parts = [vnn.to_numpy(net.predict(X[i:i + SCORE_ROWS])) for i in range(0, len(X), SCORE_ROWS)]
+    return np.concatenate(parts) if parts else vnn.to_numpy(net.predict(X))
+
+
 def _report(args: argparse.Namespace, net: vnn.MLP, target: Target, data: _Split,
             history: vnn.History, seconds: float, start: int) -> None:
     """Print the final losses, the accuracy (or R²) and the training speed."""
 
     def score(Xs: np.ndarray, ys: np.ndarray) -> float:
-        pred = vnn.to_numpy(net.predict(Xs))
+        pred = _predict_rows(net, Xs)
         if target.classification:
             return float(np.mean(pred.reshape(-1) == ys))
         return _r2(ys, _unscale(pred, data.target_scaling))
@@ -665,23 +695,24 @@ def _report(args: argparse.Namespace, net: vnn.MLP, target: Target, data: _Split
         line += f"   val loss: {history.val_loss[-1]:.4f}"
     if data.target_scaling is not None:
         line += "   (on the standardized target)"
-    print(line)
+    _print(line)
     line = f"train {metric}: {score(data.X_train, data.y_train):.4f}"
     if has_val:
         line += f"   val {metric}: {score(data.X_val, data.y_val):.4f}"
-    print(line)
-    if start >= args.epochs:
-        print(f"time: nothing trained (the checkpoint is at epoch {start})")
+    _print(line)
+    if start >= history.epochs:
+        _print(f"time: nothing trained (the checkpoint is at epoch {start})")
         return
     fit_seconds = sum(history.seconds[start:])
     trained = len(data.X_train) * (history.epochs - start)
     rate = trained / fit_seconds if fit_seconds > 0 else math.inf
-    print(f"time: {seconds:.2f} s, {rate:,.0f} samples/s")
+    _print(f"time: {seconds:.2f} s, {rate:,.0f} samples/s")
 
 
 def _write_model(args: argparse.Namespace, net: vnn.MLP, table: Table, target: Target,
                  data: _Split, history: vnn.History) -> None:
-    """``--out``: the model with what ``vnn predict`` needs (labels, feature names, scalings)."""
+    """``--out``: the model with what ``vnn predict`` needs (labels, feature names, scalings), and
+    its epochs finished and history."""
     extra = {
         "task": "classification" if target.classification else "regression",
         "labels": target.labels,
@@ -696,7 +727,6 @@ def _write_model(args: argparse.Namespace, net: vnn.MLP, table: Table, target: T
     except OSError as exc:
         raise UsageError(f"--out {args.out}: cannot write the model ({exc.strerror or exc}); the "
                          "previous file there, if any, is unchanged") from None
-    print(f"model written to {args.out}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -722,7 +752,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         comm = Communicator(net.backend)
         args.quiet = args.quiet or comm.rank != 0  # rank 0 speaks and writes files
-    say = (lambda *a: None) if args.quiet else print
+    say = (lambda *a: None) if args.quiet else _print
     what = (f"{target.m_L if target.output == 'softmax' else 2} classes"
             if target.classification else "regression")
     say(f"data: {table.source}, {n} samples, {X.shape[1]} features, {what}; "
@@ -734,17 +764,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     if comm is not None and comm.rank != 0:
         return 0
+    return _finish(args, net, table, target, data, history, seconds, start)
+
+
+def _finish(args: argparse.Namespace, net: vnn.MLP, table: Table, target: Target, data: _Split,
+            history: vnn.History, seconds: float, start: int) -> int:
+    """After training: write the model and the plot first, then score and print the summary;
+    the exit status (130 after Ctrl-C)."""
+    interrupted = history.stopped == "interrupted"
+    if interrupted and history.epochs <= start:
+        print(f"{PROG}: interrupted at epoch {history.epochs + 1} (no epoch finished); nothing "
+              "written", file=sys.stderr)
+        return 130
     if not all(math.isfinite(v) for v in history.loss):
         print(f"{PROG}: warning: the training loss is not finite; try a smaller --lr",
               file=sys.stderr)
-    _report(args, net, target, data, history, seconds, start)
+    written = []
     if args.out is not None:
         _write_model(args, net, table, target, data, history)
-    else:
-        print("model not written (no --out)")
+        written.append(f"the model was written to {args.out}")
     if args.plot is not None:
         plot_curves(history, args.plot, f"{table.source}: {net.sizes}", net.loss, args.l2)
-        print(f"loss curves written to {args.plot}")
+        written.append(f"the loss curves {'to' if written else 'were written to'} {args.plot}")
+    try:
+        _report(args, net, target, data, history, seconds, start)
+        _print(f"model written to {args.out}" if args.out is not None
+               else "model not written (no --out)")
+        if args.plot is not None:
+            _print(f"loss curves written to {args.plot}")
+    except Exception as exc:  # the model is safe: say so
+        if _debug() or not written:
+            raise
+        raise UsageError(f"the summary failed after training ({_message(exc)}); "
+                         f"{' and '.join(written)}") from None
+    if interrupted:
+        kept = ("model not written (no --out)" if args.out is None else f"the model written to "
+                f"{args.out} holds the parameters of the last finished step, in epoch "
+                f"{history.epochs + 1}")
+        print(f"{PROG}: interrupted at epoch {history.epochs + 1} after {history.epochs} finished "
+              f"epochs; {kept}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -805,6 +864,7 @@ def _csv_text(header: list[str] | None, rows: list[list[str]]) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     model_io = _model_io()
+    check_distinct([("--out", args.out)], [("--model", args.model), ("--data", args.data)])
     check_readable(args.model, "--model", "a model file written by 'vnn train --out'")
     if args.out is not None:
         check_output(args.out, "--out")
@@ -1033,32 +1093,33 @@ def _one_line(message: str) -> str:
     return " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
 
+def _message(exc: Exception) -> str:
+    """What the one-line error says about ``exc``."""
+    if isinstance(exc, UsageError):
+        return str(exc)
+    if isinstance(exc, (ValueError, TypeError, OSError, ImportError)):
+        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+            return f"{exc.filename}: {exc.strerror}"
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return f"not enough memory: {exc or 'MemoryError'}"
+    # a broken file read by a library, or a bug in vnn
+    return f"{type(exc).__name__}: {exc} (set VNN_DEBUG=1 to see where it was raised)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``vnn`` command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except UsageError as exc:
-        message = str(exc)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, ImportError) as exc:
-        if _debug():
+    except Exception as exc:
+        if _debug() and not isinstance(exc, UsageError):
             raise
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-            message = f"{exc.filename}: {exc.strerror}"
-    except MemoryError as exc:
-        if _debug():
-            raise
-        message = f"not enough memory: {exc or 'MemoryError'}"
-    except Exception as exc:  # a broken file read by a library, or a bug in vnn
-        if _debug():
-            raise
-        message = (f"{type(exc).__name__}: {exc} (set VNN_DEBUG=1 to see where it was "
-                   "raised)")
+        message = _message(exc)
     print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
     return 2
 

@@ -58,6 +58,32 @@ def check_output(path: str, option: str) -> None:
         raise UsageError(f"{option} {path}: {exc.strerror or exc} ({exc.filename})") from None
 
 
+def _same_file(a: str, b: str) -> bool:
+    """``a`` and ``b`` name one file: the same real path (through symbolic links and ``..``), or,
+    when both exist, the same inode (hard links)."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:  # one of them does not exist (yet)
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_distinct(outputs: list[tuple[str, str | None]], inputs: list[tuple[str, str | None]],
+                   allowed: tuple[tuple[str, str], ...] = ()) -> None:
+    """Refuse, before any work, an output that is one of the inputs or another output: writing
+    it would destroy what is read or written before. ``outputs`` and ``inputs`` are pairs
+    ``(option, path or None)``; ``allowed`` lists ``(output option, input option)`` pairs that
+    may name one file (``--checkpoint`` and ``--resume``: a run continued in place)."""
+    given = [(o, p) for o, p in outputs if p is not None]
+    for i, (option, path) in enumerate(given):
+        others = [*[(o, p) for o, p in inputs if p is not None], *given[:i]]
+        for other, other_path in others:
+            if (option, other) not in allowed and _same_file(path, other_path):
+                raise UsageError(f"{option} {path} is the same file as {other} {other_path}; "
+                                 "choose another output file")
+
+
 def check_plot_format(path: str) -> str:
     """The image format of ``--plot`` from its suffix (one of :data:`PLOT_FORMATS`)."""
     suffix = os.path.splitext(path)[1].lower().lstrip(".")
@@ -165,7 +191,13 @@ def _refuse(name: str, field: str, value: Any, expected: str) -> UsageError:
 
 
 def _finite_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A number that is a finite float64 (an integer beyond its range is not)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def _check_labels(name: str, labels: Any, output: str, m_L: int) -> None:

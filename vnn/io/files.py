@@ -182,7 +182,7 @@ def _checked(name: str, entries: dict[str, dict[str, Any]], raw: dict[str, str] 
 def read_metadata(path: PathLike) -> dict[str, Any]:
     """The ``"vnn"`` metadata of a model file as a dict, after checking the file's layout, the
     metadata and every tensor's name, shape and dtype (no tensor data is read)."""
-    meta, _ = layout.read(path, _checked, data=False)
+    meta, _ = layout.read(path, _checked)
     return meta
 
 
@@ -198,17 +198,29 @@ def read_model(path: PathLike, *, device: str | None = "cpu", backend: str | Non
     the file and the field; NaN or infinite parameters (and optimizer state) are refused unless
     ``allow_nonfinite=True``.
     """
+    return _read(path, device, backend, None if optimizer else dtype, allow_nonfinite,
+                 optimizer, extras=True)
+
+
+def _read(path: PathLike, device: str | None, backend: str | None, dtype: str | None,
+          allow_nonfinite: bool, optimizer: bool, extras: bool) -> Checkpoint:
+    """:func:`read_model`, reading the optimizer state and the extra tensors only when asked."""
+
+    def wanted(meta: dict[str, Any]) -> list[str]:
+        names = list(schema.expected_tensors(meta))
+        if not optimizer:
+            names = [t for t in names if not t.startswith("optim.")]
+        return names + (meta["tensors"] if extras else [])
+
     name = os.fspath(path)
-    meta, tensors = layout.read(path, _checked)
-    assert tensors is not None
-    net = _build(name, meta, tensors, device, backend, None if optimizer else dtype,
-                 allow_nonfinite)
+    meta, tensors = layout.read(path, _checked, wanted)
+    net = _build(name, meta, tensors, device, backend, dtype, allow_nonfinite)
     opt = _build_optimizer(name, meta, tensors, net, allow_nonfinite) if optimizer else None
     history = None
     if meta["history"] is not None:
         history = History(**{k: [float(x) for x in v] for k, v in meta["history"].items()})
-    extras = {t: np.array(tensors.get(t)) for t in meta["tensors"]}
-    return Checkpoint(net, opt, meta["epoch"], history, meta["extra"], extras, meta)
+    kept = {t: np.array(tensors.get(t)) for t in meta["tensors"]} if extras else {}
+    return Checkpoint(net, opt, meta["epoch"], history, meta["extra"], kept, meta)
 
 
 def load(path: PathLike, *, device: str | None = "cpu", backend: str | None = None,
@@ -219,8 +231,8 @@ def load(path: PathLike, *, device: str | None = "cpu", backend: str | None = No
     The file is checked before its tensor data is read (see :mod:`vnn.io`); a weight or bias
     holding NaN or infinite values is refused unless ``allow_nonfinite=True``.
     """
-    return read_model(path, device=device, backend=backend, dtype=dtype,
-                      allow_nonfinite=allow_nonfinite).net
+    return _read(path, device, backend, dtype, allow_nonfinite, optimizer=False,
+                 extras=False).net
 
 
 def load_checkpoint(path: PathLike, *, device: str | None = "cpu", backend: str | None = None,
@@ -276,9 +288,13 @@ def _build(name: str, meta: dict[str, Any], tensors: layout.Tensors, device: str
     net = MLP(meta["sizes"], activation=meta["activation"], output=meta["output"],
               loss=meta["loss"], init=meta["init"], device=device, backend=backend,
               dtype=dtype, seed=meta["seed"])
-    bit_generator = getattr(net.rng, "bit_generator", None)
-    if bit_generator is not None and meta["rng"] is not None:
-        bit_generator.state = meta["rng"]  # checked: a PCG64 state
+    rng = meta["rng"]
+    if rng is not None:  # checked: a state of one of NumPy's bit generators
+        generator = net.rng
+        if type(getattr(generator, "bit_generator", None)).__name__ != rng["bit_generator"]:
+            generator = np.random.Generator(getattr(np.random, rng["bit_generator"])())
+        generator.bit_generator.state = rng  # type: ignore[attr-defined]
+        net.rng = generator
     net.weights, net.biases = W, b
     return net
 

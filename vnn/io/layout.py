@@ -2,13 +2,14 @@
 
 A model file is opened exactly once: its 8-byte header length and JSON header are read and
 checked, the caller's checks of the metadata and tensor set run on what was read, and only then
-is the data section read, from the same descriptor. What a load returns is therefore one
+are the tensors the caller needs read, from the same descriptor (a model without its optimizer
+state, say). What a load returns is therefore one
 consistent snapshot of one file, even while another process saves to the same path (saves
 replace the file by a rename, and an open descriptor keeps reading the file it opened).
 
 The safetensors library reads from a path (``safe_open``, a second open) or from bytes it copies
 tensor by tensor; after the checks here the layout is known exactly, so the tensors are NumPy
-views of the data section (little-endian, C order, as the format defines them).
+views of the bytes read (little-endian, C order, as the format defines them).
 """
 
 from __future__ import annotations
@@ -45,27 +46,28 @@ T = TypeVar("T")
 
 @dataclass
 class Tensors:
-    """The tensors of a checked file: their header entries and the data section."""
+    """The tensors read from a checked file: their header entries and their bytes."""
 
     name: str
     entries: dict[str, dict[str, Any]]
-    data: bytes
+    data: dict[str, bytes]
 
     def get(self, key: str) -> np.ndarray:
-        """Tensor ``key`` as a read-only NumPy array viewing the data section."""
+        """Tensor ``key`` as a read-only NumPy array viewing the bytes read."""
         entry = self.entries[key]
-        shape, (begin, end) = tuple(entry["shape"]), entry["data_offsets"]
+        shape = tuple(entry["shape"])
         dtype = np.dtype(NUMPY_DTYPES[entry["dtype"]])
-        if begin == end:
+        raw = self.data[key]
+        if not raw:
             return np.empty(shape, dtype)
-        return np.frombuffer(self.data, dtype, (end - begin) // dtype.itemsize,
-                             begin).reshape(shape)
+        return np.frombuffer(raw, dtype).reshape(shape)
 
 
 def read(path: Any, check: Callable[[str, dict[str, dict[str, Any]], dict[str, str] | None], T],
-         data: bool = True) -> tuple[T, Tensors | None]:
-    """Open ``path`` once: check its layout, then ``check(name, entries, metadata)``, then (with
-    ``data``) read the data section. Returns what ``check`` returned and the tensors."""
+         wanted: Callable[[T], list[str]] | None = None) -> tuple[T, Tensors]:
+    """Open ``path`` once: check its layout, then ``check(name, entries, metadata)``, then read
+    the tensors ``wanted(checked)`` names (none without ``wanted``), each from the same
+    descriptor. Returns what ``check`` returned and the tensors read."""
     name = os.fspath(path)
 
     def opener(file: str, flags: int) -> int:  # a FIFO must not block the open
@@ -78,14 +80,16 @@ def read(path: Any, check: Callable[[str, dict[str, dict[str, Any]], dict[str, s
                                  "vnn.save", name)
         entries, metadata, n = check_layout(name, f, info.st_size)
         checked = check(name, entries, metadata)
-        if not data:
-            return checked, None
-        length = info.st_size - 8 - n
-        blob = f.read(length)
-    if len(blob) != length:
-        raise ModelFileError(f"{name} is not a valid safetensors file: {length} bytes of tensor "
-                             f"data were expected but {len(blob)} could be read (truncated)", name)
-    return checked, Tensors(name, entries, blob)
+        data = {}
+        for key in ([] if wanted is None else wanted(checked)):
+            begin, end = entries[key]["data_offsets"]
+            f.seek(8 + n + begin)
+            data[key] = f.read(end - begin)
+            if len(data[key]) != end - begin:
+                raise ModelFileError(f"{name} is not a valid safetensors file: tensor {key!r} "
+                                     f"has {end - begin} bytes but only {len(data[key])} could "
+                                     "be read (truncated while it was read)", name, key)
+    return checked, Tensors(name, entries, data)
 
 
 def check_layout(name: str, f: BinaryIO, size: int

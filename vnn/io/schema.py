@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from vnn import activations, losses
 from vnn.init import SCHEMES
 from vnn.io.errors import ModelFileError
@@ -40,8 +42,13 @@ KEYS = ("format", "format_version", "vnn_version", "sizes", "activation", "outpu
 
 #: the largest step count, epoch and layer width a file may declare (2**53: exact in a float)
 MAX_COUNT = 2**53
-#: how deeply the ``extra`` JSON may nest
-MAX_DEPTH = 64
+#: how deeply the ``extra`` JSON may nest (deeper values hit Python's recursion limit in the
+#: code that walks them)
+MAX_DEPTH = 256
+
+#: NumPy's bit generators whose state a file may hold (the host generator is PCG64 unless the
+#: user gave the model another)
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
 def parse(name: str, raw: dict[str, str] | None) -> dict[str, Any]:
@@ -113,18 +120,18 @@ def _check_fields(name: str, meta: dict[str, Any]) -> None:
     require("dtype", meta["dtype"] in ("float32", "float64"), "'float32' or 'float64'")
     require("init", meta["init"] is None or meta["init"] in SCHEMES,
             f"null or one of {list(SCHEMES)}")
-    require("seed", meta["seed"] is None or is_int(meta["seed"]) and 0 <= meta["seed"] < 2**128,
-            "null or an integer in [0, 2**128)")
-    require("rng", meta["rng"] is None or _is_pcg64_state(meta["rng"]),
-            "null or the state of NumPy's PCG64 generator ({'bit_generator': 'PCG64', 'state': "
-            "{'state': int, 'inc': int}, 'has_uint32': 0 or 1, 'uinteger': int})")
+    require("seed", meta["seed"] is None or is_int(meta["seed"]) and meta["seed"] >= 0,
+            "null or an integer >= 0")
+    require("rng", meta["rng"] is None or _is_generator_state(meta["rng"]),
+            f"null or the state of one of NumPy's bit generators {list(BIT_GENERATORS)} (for "
+            "PCG64: {'bit_generator': 'PCG64', 'state': {'state': int, 'inc': int}, "
+            "'has_uint32': 0 or 1, 'uinteger': int})")
     _check_optimizer(meta, require)
     require("epoch", meta["epoch"] is None or is_int(meta["epoch"])
             and 0 <= meta["epoch"] <= MAX_COUNT, f"null or an integer in [0, {MAX_COUNT}]")
     require("history", meta["history"] is None or _is_history(meta["history"]),
             f"null or a dict of lists of numbers with keys in "
-            f"{[f.name for f in dataclasses.fields(History)]}, loss, seconds and "
-            "samples_per_second of one length, val_loss of that length or empty")
+            f"{[f.name for f in dataclasses.fields(History)]}")
     require("extra", meta["extra"] is None or isinstance(meta["extra"], dict)
             and _depth(meta["extra"]) <= MAX_DEPTH,
             f"null or a JSON object nested at most {MAX_DEPTH} levels deep")
@@ -135,9 +142,23 @@ def _check_fields(name: str, meta: dict[str, Any]) -> None:
         "a list of distinct names other than vnn's own (W<ℓ>, b<ℓ>, optim.*)")
 
 
-def _is_pcg64_state(rng: object) -> bool:
-    if not isinstance(rng, dict) or set(rng) != {"bit_generator", "state", "has_uint32",
-                                                 "uinteger"}:
+def _is_generator_state(rng: object) -> bool:
+    """A state NumPy's bit generator of that name accepts (PCG64's checked field by field)."""
+    if not isinstance(rng, dict) or rng.get("bit_generator") not in BIT_GENERATORS:
+        return False
+    if rng["bit_generator"] == "PCG64":
+        return _is_pcg64_state(rng)
+    if _depth(rng) > 4:
+        return False
+    try:
+        getattr(np.random, rng["bit_generator"])().state = rng
+    except (TypeError, ValueError, KeyError, OverflowError, IndexError):
+        return False
+    return True
+
+
+def _is_pcg64_state(rng: dict[str, Any]) -> bool:
+    if set(rng) != {"bit_generator", "state", "has_uint32", "uinteger"}:
         return False
     state = rng["state"]
     return (rng["bit_generator"] == "PCG64" and isinstance(state, dict)
@@ -171,12 +192,11 @@ def _check_optimizer(meta: dict[str, Any], require: Callable[[str, bool, str], N
 
 
 def _is_history(hist: object) -> bool:
+    """A dict of History's fields, each a list of numbers (their lengths may differ: a run
+    resumed with validation data has fewer validation losses than losses)."""
     fields = [f.name for f in dataclasses.fields(History)]
-    if not isinstance(hist, dict) or not set(hist) <= set(fields) or not all(
-            isinstance(v, list) and all(map(_is_float, v)) for v in hist.values()):
-        return False
-    n = len(hist.get("loss", []))
-    return all(len(v) == n or (k == "val_loss" and not v) for k, v in hist.items())
+    return isinstance(hist, dict) and set(hist) <= set(fields) and all(
+        isinstance(v, list) and all(map(_is_float, v)) for v in hist.values())
 
 
 def _is_float(x: object) -> bool:
