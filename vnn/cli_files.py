@@ -17,14 +17,10 @@ from typing import IO, Any
 import numpy as np
 
 from vnn.io import atomic_write_bytes, check_writable
+from vnn.io.atomic import file_kind
 
 #: image types ``vnn train --plot`` writes, by suffix
 PLOT_FORMATS = ("png", "svg", "pdf")
-
-_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                (stat.S_ISSOCK, "a socket"))
-
 
 class UsageError(Exception):
     """A problem with the user's arguments, files or data (reported with exit status 2)."""
@@ -39,8 +35,7 @@ def check_readable(path: str, option: str | None = None, expected: str = "a data
     except FileNotFoundError:
         raise UsageError(f"{where}: no such file; expected {expected}") from None
     if not stat.S_ISREG(info.st_mode):
-        kind = next((what for test, what in _NOT_REGULAR if test(info.st_mode)),
-                    "not a regular file")
+        kind = file_kind(info.st_mode)
         raise UsageError(f"{where} is {kind}; expected {expected}")
 
 

@@ -18,7 +18,7 @@ import re
 import secrets
 import stat
 
-__all__ = ["atomic_write_bytes", "check_writable"]
+__all__ = ["atomic_write_bytes", "check_writable", "file_kind"]
 
 PathLike = str | os.PathLike[str]
 
@@ -28,6 +28,14 @@ TMP_SUFFIX = ".vnn-tmp"
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, in words: "a regular file", "a FIFO (named
+    pipe)", "a directory", ..."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
 
 
 def check_writable(path: PathLike, argument: str = "path") -> str:
@@ -55,7 +63,7 @@ def check_writable(path: PathLike, argument: str = "path") -> str:
     except FileNotFoundError:
         info = None
     if info is not None and not stat.S_ISREG(info.st_mode):
-        kind = next((what for test, what in _KINDS if test(info.st_mode)), "not a regular file")
+        kind = file_kind(info.st_mode)
         via = f" (where its symlink leads: {target})" if os.path.islink(name) else ""
         raise ValueError(f"{argument}={name!r} is {kind}{via}; expected a regular file to "
                          "replace or the name of a new file")
