@@ -246,7 +246,6 @@ GOOD_EXTRA: dict[str, Any] = {
     ("softmax", "feature_names", ["f0", "f1", "f2"]),
     ("softmax", "feature_names", [0, 1, 2, 3]),
     ("softmax", "feature_names", "f0,f1,f2,f3"),
-    ("softmax", "feature_names", ["f0", "f0", "f2", "f3"]),
     ("identity", "target_scaling", {"mean": [0.0, 0.0, 0.0], "std": [1.0]}),
     ("identity", "target_scaling", {"mean": [0.0] * 3}),
     ("identity", "target_scaling", {"mean": [0.0] * 3, "std": [1.0, 0.0, 1.0]}),
@@ -757,3 +756,33 @@ def test_an_integer_beyond_float_range_in_the_extra_is_refused(capsys, tmp_path,
     X, _ = blobs(5, seed=16)
     line = fails(capsys, "predict", "--model", path, "--data", write_csv(tmp_path / "x.csv", X))
     assert str(path) in line and repr(field) in line and "OverflowError" not in line
+
+
+def test_plot_takes_every_format_matplotlib_writes(capsys, data, tmp_path):
+    pytest.importorskip("matplotlib")
+    for suffix, magic in ((".eps", b"%!PS-Adobe"), (".jpg", b"\xff\xd8\xff"), (".svg", b"<?xml")):
+        path = tmp_path / f"curves{suffix}"
+        assert cli.main(["train", "--data", str(data), "--epochs", "2", "--hidden", "4",
+                         "--quiet", "--plot", str(path)]) == 0
+        assert path.read_bytes().startswith(magic), suffix
+    capsys.readouterr()
+
+
+def test_a_model_whose_column_names_repeat_predicts_by_position(capsys, tmp_path):
+    """Earlier versions of vnn train stored such names from a header like a,a,c,d."""
+    path = tmp_path / "m.safetensors"
+    net = vnn.MLP([4, 3], output="softmax", seed=0)
+    vnn.io.save(net, path, extra=dict(GOOD_EXTRA, feature_names=["f0", "f0", "", "f3"]))
+    X, _ = blobs(5, seed=6)
+    features = write_csv(tmp_path / "x.csv", X, header=["f0", "f0", "f2", "f3"])
+    assert cli.main(["predict", "--model", str(path), "--data", str(features)]) == 0
+    out, err = capsys.readouterr()
+    assert "taken by position" in err and len(err.strip().splitlines()) == 1
+    expected = np.array(["x", "y", "z"])[host_argmax(net, X)]
+    assert out.split() == list(expected)
+
+
+def host_argmax(net: vnn.MLP, X: np.ndarray) -> np.ndarray:
+    """Class codes of ``X`` by an independent forward pass in NumPy (one layer: Eqn 1, softmax)."""
+    W, b = vnn.to_numpy(net.weights[0]).astype(np.float64), vnn.to_numpy(net.biases[0])
+    return (X @ W.T + b).argmax(axis=1)

@@ -510,8 +510,8 @@ def _check_matplotlib() -> None:
 
 
 def plot_curves(history: vnn.History, path: str, title: str, loss: str, l2: float) -> None:
-    """Training (and validation) loss per epoch, written atomically as an image (PNG, SVG or PDF
-    by the suffix of ``path``)."""
+    """Training (and validation) loss per epoch, written atomically as an image in the format of
+    the suffix of ``path`` (any that matplotlib writes)."""
     from matplotlib.figure import Figure
 
     fmt = check_plot_format(path)
@@ -1045,8 +1045,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-parallel training over MPI: start with 'mpiexec -n P vnn train ... "
                         "--distributed' (needs vanilla-nn[mpi]); rank 0 prints and writes files")
     d.add_argument("--plot", metavar="FILE",
-                   help="write the training and validation loss per epoch as an image, PNG, SVG "
-                        f"or PDF by its suffix (needs matplotlib: {PLOT_HINT})")
+                   help="write the training and validation loss per epoch as an image in the "
+                        "format of its suffix (PNG, SVG, PDF, EPS, JPEG, ...: what matplotlib "
+                        f"writes; needs matplotlib: {PLOT_HINT})")
     d.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar or preamble; print only the summary")
     t.set_defaults(func=cmd_train)

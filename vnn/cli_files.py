@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import sys
 import zipfile
 import zlib
 from typing import IO, Any
@@ -18,6 +19,7 @@ import numpy as np
 
 from vnn.io import atomic_write_bytes, check_writable
 from vnn.io.atomic import file_kind
+from vnn.optim import as_float
 
 #: image types ``vnn train --plot`` writes, by suffix
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -79,13 +81,24 @@ def check_distinct(outputs: list[tuple[str, str | None]], inputs: list[tuple[str
                                  "choose another output file")
 
 
+def plot_formats() -> tuple[str, ...]:
+    """The image formats ``--plot`` can write: matplotlib's, when it is installed, else the
+    three every matplotlib writes (:data:`PLOT_FORMATS`)."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return PLOT_FORMATS
+    return tuple(sorted(FigureCanvasBase.get_supported_filetypes()))
+
+
 def check_plot_format(path: str) -> str:
-    """The image format of ``--plot`` from its suffix (one of :data:`PLOT_FORMATS`)."""
+    """The image format of ``--plot`` from its suffix (one of :func:`plot_formats`)."""
     suffix = os.path.splitext(path)[1].lower().lstrip(".")
-    if suffix not in PLOT_FORMATS:
+    formats = plot_formats()
+    if suffix not in formats:
         shown = repr("." + suffix) if suffix else "no suffix"
         raise UsageError(f"--plot {path}: {shown} is not an image type vnn writes; expected a "
-                         f"file name ending in {', '.join('.' + f for f in PLOT_FORMATS)}")
+                         f"file name ending in {', '.join('.' + f for f in formats)}")
     return suffix
 
 
@@ -187,12 +200,8 @@ def _refuse(name: str, field: str, value: Any, expected: str) -> UsageError:
 
 def _finite_number(v: Any) -> bool:
     """A number that is a finite float64 (an integer beyond its range is not)."""
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:
-        return False
+    x = as_float(v)
+    return x is not None and math.isfinite(x)
 
 
 def _check_labels(name: str, labels: Any, output: str, m_L: int) -> None:
@@ -224,14 +233,20 @@ def _check_scaling(name: str, field: str, scaling: Any, m: int, what: str) -> No
             raise _refuse(name, field, scaling, expected + f" (its {key!r} is not)")
 
 
-def _check_feature_names(name: str, names: Any, m_0: int) -> None:
+def _check_feature_names(name: str, names: Any, m_0: int) -> list[str] | None:
+    """The model's column names, or None to take the data's columns by position: also when the
+    names repeat or are empty (as ``vnn train`` once stored from such a header), with a note."""
     if names is None:
-        return
-    ok = (isinstance(names, list) and len(names) == m_0 and len(set(map(repr, names))) == m_0
-          and all(isinstance(n, str) and n for n in names))
-    if not ok:
-        raise _refuse(name, "feature_names", names, f"null or a list of {m_0} distinct, "
-                      "non-empty column names, one per input of the model")
+        return None
+    if not (isinstance(names, list) and len(names) == m_0
+            and all(isinstance(n, str) for n in names)):
+        raise _refuse(name, "feature_names", names, f"null or a list of {m_0} column names, "
+                      "one per input of the model")
+    if len(set(names)) < m_0 or not all(names):
+        print(f"vnn: note: {name} names its input columns {_show(names)}, with repeated or empty "
+              "names; the data's columns are taken by position", file=sys.stderr)
+        return None
+    return names
 
 
 def check_extra(name: str, extra: Any, sizes: list[int], output: str) -> dict[str, Any]:
@@ -252,5 +267,4 @@ def check_extra(name: str, extra: Any, sizes: list[int], output: str) -> dict[st
         raise _refuse(name, "target_scaling", target_scaling, "null: only a regression "
                       f"(identity output) scales its target; this model has a {output} output")
     _check_scaling(name, "target_scaling", target_scaling, m_L, f"the model's {m_L} outputs")
-    _check_feature_names(name, extra.get("feature_names"), m_0)
-    return extra
+    return {**extra, "feature_names": _check_feature_names(name, extra.get("feature_names"), m_0)}

@@ -38,7 +38,7 @@ def shown(value: object) -> str:
 def as_float(value: object) -> float | None:
     """A real number (Python or NumPy scalar, not a bool) as a float, ±inf when it is too large
     for one (``10**400``); None for anything else."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, Real):
+    if isinstance(value, bool) or not isinstance(value, Real):  # NumPy's bool is not a Real
         return None
     try:
         return float(value)

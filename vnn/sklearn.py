@@ -65,7 +65,7 @@ import backends
 from vnn import activations, backprop, losses, memory
 from vnn.network import MLP
 from vnn.optim import Optimizer
-from vnn.train import Trainer, weighted_batches
+from vnn.train import Trainer, positive_weights, weighted_batches
 
 Array = Any
 
@@ -409,9 +409,7 @@ class _BaseMLP(BaseEstimator):
         opt = self._optimizer
         n_train = int(A.shape[0])
         sample_idx = np.arange(n_train)
-        positive = None if V is None else be.to_numpy(V) > 0  # on the host, read once
-        if positive is not None and positive.all():
-            positive = None
+        positive = positive_weights(be, V)
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):

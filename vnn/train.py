@@ -55,9 +55,12 @@ def _positive_int(name: str, value: object, minimum: int) -> int:
 
 
 def _bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}={value!r} is not a bool; expected True or False")
-    return value
+    """``value`` as a bool: True or False (a NumPy bool too), never 0, 1 or "no"."""
+    dtype = getattr(value, "dtype", None)
+    if isinstance(value, bool) or (getattr(dtype, "kind", "") == "b"
+                                   and getattr(value, "shape", None) == ()):
+        return bool(value)
+    raise TypeError(f"{name}={value!r} is not a bool; expected True or False")
 
 
 class NothingToTrainWarning(UserWarning):
@@ -142,7 +145,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         check_writable(checkpoint, "checkpoint")  # before any training
     A, Y, V, val = _data(net, X, y, sample_weight, validation_data, optimizer, batch_size, lam)
     n = A.shape[0]
-    positive = None if V is None else _positive(net, V)
+    positive = positive_weights(net.backend, V)
     batch_size = min(128, n) if batch_size is None else batch_size
     history = History()
     if resume is not None:
@@ -258,9 +261,12 @@ def _check_readable(name: str, path: Any) -> None:
         raise FileNotFoundError(errno.ENOENT, f"{name}: the checkpoint file {what}", text)
 
 
-def _positive(net: MLP, V: Array) -> Any:
-    """On the host: which samples weigh more than 0, or None when all do (read once per fit)."""
-    positive = net.backend.to_numpy(V) > 0
+def positive_weights(be: Any, V: Array | None) -> Any:
+    """On the host: which samples weigh more than 0, or None when all do (or there are no
+    weights); read once per fit."""
+    if V is None:
+        return None
+    positive = be.to_numpy(V) > 0
     return None if positive.all() else positive
 
 
