@@ -4,7 +4,7 @@ This package is the only place that imports numpy, cupy, torch or array_api_stri
 ``vnn`` receives an Array API namespace ``xp`` from a :class:`Backend` and never knows which
 library runs it.
 
->>> from backends import resolve
+>>> from vnn.backends import resolve
 >>> be = resolve(device="cpu")
 >>> be.name, be.device_name
 ('numpy', 'cpu')
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from backends._base import Backend, HostRNG, host_available_memory
+from vnn.backends._base import Backend, HostRNG, host_available_memory
 
 __all__ = [
     "Backend",
@@ -32,10 +32,10 @@ __all__ = [
 
 #: backend name -> module that defines it
 _MODULES = {
-    "numpy": "backends.numpy",
-    "cupy": "backends.cupy",
-    "torch": "backends.torch",
-    "array_api_strict": "backends.strict",
+    "numpy": "vnn.backends.numpy",
+    "cupy": "vnn.backends.cupy",
+    "torch": "vnn.backends.torch",
+    "array_api_strict": "vnn.backends.strict",
 }
 _ALIASES = {"np": "numpy", "cp": "cupy", "pytorch": "torch", "strict": "array_api_strict"}
 
@@ -131,7 +131,7 @@ def available() -> list[Backend]:
 
 def host_rng(seed: int | None) -> HostRNG:
     """The host-side random generator (NumPy's PCG64) that draws weights and batch orders."""
-    from backends import numpy as _np_backend
+    from vnn.backends import numpy as _np_backend
 
     return _np_backend.host_rng(seed)
 
@@ -140,7 +140,7 @@ def to_numpy(array: Any) -> Any:
     """Copy any supported array (NumPy, CuPy, torch, array_api_strict) to a NumPy array."""
     be = backend_of(array)
     if be is None:
-        from backends import numpy as _np_backend
+        from vnn.backends import numpy as _np_backend
 
         return _np_backend.host_asarray(array)
     return be.to_numpy(array)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from backends._base import Backend, optional_import
-from backends.ndarray_step import CANONICAL
+from vnn.backends._base import Backend, optional_import
+from vnn.backends.ndarray_step import CANONICAL
 
 
 def _cupy() -> Any:
@@ -53,7 +52,7 @@ class CupyBackend(Backend):
         """The preallocated step with fused elementwise kernels (``backends.fused``)."""
         if CANONICAL.get(output) != loss:
             return None
-        from backends.fused import FusedStep
+        from vnn.backends.fused import FusedStep
 
         cupy = _cupy()
         with self.device:
@@ -92,7 +91,7 @@ def _take(AT: Any, cols: Any, out: Any) -> Any:
 
 def _kernel(name: str) -> Any:
     """The fused formula ``name`` of ``backends.fused`` as a CUDA kernel (compiled on first use)."""
-    from backends.fused import FORMULAS
+    from vnn.backends.fused import FORMULAS
 
     ins, outs, body = FORMULAS[name]
     return _cupy().ElementwiseKernel(ins, outs, body, f"vnn_{name}")
@@ -124,7 +123,7 @@ def make(device: str | None) -> Backend:
     count = cupy.cuda.runtime.getDeviceCount()
     if index >= count:
         raise ValueError(f"device={device!r}: CuPy sees {count} GPU(s) (cuda:0..cuda:{count - 1})")
-    from backends import tf32
+    from vnn.backends import tf32
 
     set_tf32(tf32())
     return CupyBackend(xp_cupy, cupy.cuda.Device(index), f"cuda:{index}")

@@ -22,8 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from backends.ndarray_step import NDArrayStep, Ops, _OutKeyword, _softmax_loss, _Workspace
+from vnn.backends.ndarray_step import NDArrayStep, Ops, _OutKeyword, _softmax_loss, _Workspace
 
 #: name → (input parameters, output parameters, body); outputs are read and written in place
 FORMULAS: dict[str, tuple[str, str, str]] = {

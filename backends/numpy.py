@@ -6,9 +6,8 @@ from typing import Any
 
 import array_api_compat.numpy as xp_numpy
 import numpy as np
-
-from backends._base import Backend
-from backends.ndarray_step import CANONICAL, NDArrayStep
+from vnn.backends._base import Backend
+from vnn.backends.ndarray_step import CANONICAL, NDArrayStep
 
 
 class NumpyBackend(Backend):

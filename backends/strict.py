@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from backends._base import Backend, optional_import
+from vnn.backends._base import Backend, optional_import
 
 
 def _xp() -> Any:

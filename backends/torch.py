@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from backends._base import Backend, optional_import
+from vnn.backends._base import Backend, optional_import
 
 
 def _torch() -> Any:
@@ -68,7 +67,7 @@ def make(device: str | None) -> Backend:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r}: torch sees no CUDA GPU here")
-        from backends import tf32
+        from vnn.backends import tf32
 
         set_tf32(tf32())
         dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)

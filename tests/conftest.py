@@ -19,8 +19,8 @@ import array_api_compat
 import numpy as np
 import pytest
 
-import backends
 import vnn
+from vnn import backends
 
 BACKENDS = backends.available()
 

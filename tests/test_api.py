@@ -200,3 +200,23 @@ def test_math_modules_import_no_array_library(path):
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             imported.add(node.module.split(".")[0])
     assert not imported & ARRAY_LIBRARIES, f"{path.name} imports {imported & ARRAY_LIBRARIES}"
+
+
+def test_import_vnn_beside_a_users_own_backends_package(tmp_path):
+    """``backends`` is installed as ``vnn.backends``: a project's own ``backends`` package (a
+    common name) neither breaks ``import vnn`` nor is shadowed by it."""
+    import subprocess
+    import sys
+
+    (tmp_path / "backends").mkdir()
+    (tmp_path / "backends" / "__init__.py").write_text("OWN = 'mine'\n")
+    code = ("import backends, vnn\n"
+            "assert backends.OWN == 'mine'\n"
+            "import vnn.backends\n"
+            "assert vnn.backends is not backends\n"
+            "print(vnn.MLP([3, 2]).fit([[0, 1, 2]], [[1, 0]], epochs=1).epochs)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from conftest import BACKENDS, host, make
 from test_fast_path import _data
+from vnn.backends import numpy as np_backend
+from vnn.backends.fused import FORMULAS, FusedStep, numpy_kernel
 
-import backends
 import vnn
-from backends import numpy as np_backend
-from backends.fused import FORMULAS, FusedStep, numpy_kernel
+from vnn import backends
 from vnn.sklearn import SklearnAdam, SklearnSGD
 
 CUPY = [b for b in BACKENDS if b.name == "cupy"]
@@ -140,8 +140,7 @@ def test_cupy_trains_through_the_fused_step(be):
 @pytest.mark.parametrize("be", CUPY, ids=[f"{b.name}-{b.device_name}" for b in CUPY])
 def test_cuda_kernels_equal_the_numpy_formulas(be, name):
     import cupy
-
-    from backends.cupy import _kernel
+    from vnn.backends.cupy import _kernel
 
     ins, outs, _ = FORMULAS[name]
     rng = np.random.default_rng(2)

@@ -16,8 +16,8 @@ import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import backends
 import vnn
+from vnn import backends
 
 # numpy on the CPU and array_api_strict on its default device.
 BACKENDS = {"numpy": backends.resolve("cpu"),

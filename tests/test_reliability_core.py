@@ -10,10 +10,10 @@ import tracemalloc
 import numpy as np
 import pytest
 from conftest import host, make
+from vnn.backends.numpy import NumpyBackend
 
-import backends
 import vnn
-from backends.numpy import NumpyBackend
+from vnn import backends
 from vnn.train import Trainer
 
 
@@ -404,7 +404,7 @@ def test_an_address_space_limit_bounds_the_memory_vnn_counts_on(tmp_path):
     import subprocess
     import sys
 
-    code = ("import resource, backends\n"
+    code = ("import resource\nfrom vnn import backends\n"
             "resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))\n"
             "print(backends.resolve('cpu').available_memory())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

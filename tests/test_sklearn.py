@@ -13,8 +13,8 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-import backends  # noqa: E402
 import vnn  # noqa: E402
+from vnn import backends  # noqa: E402
 from vnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 quiet = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

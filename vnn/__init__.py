@@ -44,13 +44,13 @@ def set_tf32(enabled: bool) -> None:
     large layers, with about 1e-3 relative error in each product instead of float32's 1e-7.
     CuPy (``device="cuda"``) and PyTorch on CUDA follow this switch; CPUs and float64 do not.
     """
-    import backends
+    from vnn import backends
 
     backends.set_tf32(enabled)
 
 
 def to_numpy(array: Any) -> Any:
     """Copy an array of any supported library (NumPy, CuPy, torch, array_api_strict) to NumPy."""
-    import backends
+    from vnn import backends
 
     return backends.to_numpy(array)

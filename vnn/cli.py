@@ -907,7 +907,7 @@ def _version(dist: str) -> str | None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import backends
+    from vnn import backends
 
     print(f"vnn {vnn.__version__} ({Path(vnn.__file__).parent})")
     print(f"python {platform.python_version()} ({sys.executable}), {platform.platform()}")

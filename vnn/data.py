@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from backends import Backend
+from vnn.backends import Backend
 
 Array = Any
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from backends import HostRNG
+from vnn.backends import HostRNG
 
 SCHEMES = ("he", "glorot")
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from backends import Backend
+    from vnn.backends import Backend
     from vnn.network import MLP
 
 ITEMSIZE = {"float32": 4, "float64": 8}
@@ -134,7 +134,7 @@ def check_model(be: Backend, sizes: list[int], dtype: str, label: str) -> None:
     where = f" on {be.device_name}"
     _refuse(f"{label} needs about {human(params)}{where}", params, what, be.available_memory,
             where, advice)
-    from backends import host_available_memory
+    from vnn.backends import host_available_memory
 
     peak = draw_peak(sizes, dtype, on_host=False)
     _refuse(f"drawing the initial weights of {label} needs about {human(peak)} of host memory",

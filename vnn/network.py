@@ -8,8 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from numbers import Integral
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import backends
-from vnn import activations, backprop, data, losses, memory
+from vnn import activations, backends, backprop, data, losses, memory
 from vnn.init import initial_weights, scheme_for
 from vnn.optim import as_float, shown
 

@@ -61,8 +61,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-import backends
-from vnn import activations, backprop, losses, memory
+from vnn import activations, backends, backprop, losses, memory
 from vnn.network import MLP
 from vnn.optim import Optimizer
 from vnn.train import Trainer, positive_weights, weighted_batches

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 
-import backends
+from vnn import backends
 from vnn.io import layout, schema
 from vnn.io.atomic import atomic_write_bytes, check_writable
 from vnn.io.errors import ModelFileError
