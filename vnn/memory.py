@@ -120,6 +120,8 @@ def check_model(be: Backend, sizes: list[int], dtype: str, label: str) -> None:
     """
     it, n_params = ITEMSIZE[dtype], parameter_count(sizes)
     params = it * n_params
+    if max(params, draw_peak(sizes, dtype, on_host=be.on_host())) <= UNCHECKED:
+        return
     what = f"{count(n_params)} parameters in {dtype}, {human(params)}"
     advice = "use fewer or narrower layers"
     if be.on_host():
@@ -222,6 +224,8 @@ def check_fit(net: MLP, n_state: int, n: int, batch_size: int, lam: float, data:
         f"the validation pass ({n_val} rows)": it * forward_elements(sizes, n_val),
     }
     need = sum(parts.values())
+    if need <= UNCHECKED:  # the message is only made for a need worth asking the system about
+        return
     where = "" if be.on_host() else f" on {be.device_name}"
     _refuse(f"fit needs about {human(need)}{where} more than the model's {human(params)} of "
             "parameters", need, ", ".join(f"{k} {human(v)}" for k, v in parts.items() if v),
