@@ -11,7 +11,7 @@ is rewritten here to use one fused kernel for each elementwise formula of a step
 
 Each formula is written once, in :data:`FORMULAS`, in the part of C that is also Python (names,
 arithmetic, comparisons, ``exp`` and ``sqrt``; statements separated by ``;``). CuPy compiles the
-text as the body of an ``ElementwiseKernel``; :func:`numpy_kernel` runs the very same text on NumPy
+text as the body of an ``ElementwiseKernel``; the tests' ``numpy_kernel`` runs the very same text on NumPy
 arrays, which is how the tests check these formulas, and this module's plumbing, on any machine
 against the portable step. The matrix products are those of the unfused step.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from vnn.backends.ndarray_step import NDArrayStep, Ops, _OutKeyword, _softmax_loss, _Workspace
 
 #: name → (input parameters, output parameters, body); outputs are read and written in place
@@ -53,27 +52,9 @@ def _names(params: str) -> list[str]:
     return [p.split()[-1] for p in params.split(",")]
 
 
-def numpy_kernel(name: str) -> Kernel:
-    """The formula ``name`` run on NumPy arrays: ``kernel(*inputs, *outputs)`` updates the
-    outputs in place, broadcasting as CuPy's ``ElementwiseKernel`` does."""
-    ins, outs, body = FORMULAS[name]
-    inputs, outputs = _names(ins), _names(outs)
-    code = compile(body.replace("; ", "\n"), f"<{name}>", "exec")
-
-    def run(*args: Any) -> None:
-        env: dict[str, Any] = dict(zip(inputs + outputs, args))
-        env.update(exp=np.exp, sqrt=np.sqrt)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            exec(code, env)  # noqa: S102 - the fixed formulas of this module
-        for k, out in zip(outputs, args[len(inputs):]):
-            out[...] = env[k]
-
-    return run
-
-
 class FusedStep(NDArrayStep):
     """:class:`NDArrayStep` with :data:`FORMULAS` as fused kernels made by ``make_kernel``
-    (``cupy.ElementwiseKernel`` on a GPU, :func:`numpy_kernel` in tests)."""
+    (``cupy.ElementwiseKernel`` on a GPU, ``numpy_kernel`` of the tests on NumPy)."""
 
     stacked_phi_prime = False  # φ′ is fused into each layer's δ kernel
 

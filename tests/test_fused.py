@@ -12,9 +12,10 @@ import ast
 import numpy as np
 import pytest
 from conftest import BACKENDS, host, make
+from fused_numpy import numpy_kernel
 from test_fast_path import _data
 from vnn.backends import numpy as np_backend
-from vnn.backends.fused import FORMULAS, FusedStep, numpy_kernel
+from vnn.backends.fused import FORMULAS, FusedStep
 
 import vnn
 from vnn import backends
@@ -117,11 +118,19 @@ def test_numpy_kernel_broadcasts_and_updates_in_place(name):
     n_in, n_out = len(ins.split(",")), len(outs.split(","))
     args = [rng.uniform(0.5, 1.5, (4, 3)) for _ in range(n_in)]
     args[-1] = args[-1][:1]  # a broadcast row (a scalar parameter, or the softmax's sums)
+    if name == "dphi_relu":  # φ′ of ReLU is 1 for positive a: some must be negative
+        args[0][::2] *= -1
     outputs = [rng.uniform(0.5, 1.5, (4, 3)) for _ in range(n_out)]
-    keep = [o for o in outputs]
+    before = [o.copy() for o in outputs]
+    keep = list(outputs)
     numpy_kernel(name)(*args, *outputs)
-    assert all(o is k for o, k in zip(outputs, keep))
+    assert all(o is k for o, k in zip(outputs, keep))  # written in place
     assert all(np.isfinite(o).all() for o in outputs)
+    assert any(not np.array_equal(o, b) for o, b in zip(outputs, before)), "nothing written"
+    tiled = [o.copy() for o in before]  # the row broadcast by hand: the same result
+    numpy_kernel(name)(*args[:-1], np.repeat(args[-1], 4, axis=0), *tiled)
+    for o, t in zip(outputs, tiled):
+        np.testing.assert_array_equal(o, t)
 
 
 # -- on a GPU ---------------------------------------------------------------------------------
@@ -129,10 +138,15 @@ def test_numpy_kernel_broadcasts_and_updates_in_place(name):
 
 @pytest.mark.parametrize("be", CUPY, ids=[f"{b.name}-{b.device_name}" for b in CUPY])
 def test_cupy_trains_through_the_fused_step(be):
-    net = make(be, [5, 6, 3], output="softmax", dtype="float32", seed=0)
     X, y, _ = _data("softmax")
-    net.fit(X, y, epochs=1, batch_size=8)
-    trainer = vnn.train.Trainer(net, vnn.SGD(0.1), 0.0)
+    nets = []
+    for where in (be, backends.resolve("cpu")):
+        net = make(where, [5, 6, 3], output="softmax", dtype="float64", seed=0)
+        net.fit(X, y, optimizer=vnn.Adam(0.01), epochs=2, batch_size=8)
+        nets.append(net)
+    for a, b in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-9, atol=1e-12)  # float64 rounding
+    trainer = vnn.train.Trainer(nets[0], vnn.SGD(0.1), 0.0)
     assert isinstance(trainer.fast, FusedStep)
 
 

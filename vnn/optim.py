@@ -69,11 +69,6 @@ class Optimizer:
         self.state: list[list[Array]] = []  # n_state lists, each aligned with the parameters
         self.t = 0  # number of steps taken
 
-    def reset(self) -> None:
-        """Forget the state (velocities, moments, step count): the next step starts afresh."""
-        self.state = []
-        self.t = 0
-
     def update(self, xp: Any, params: list[Array], grads: list[Array],
                state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
         """Apply step number ``t`` (1-based) to every parameter; returns the new parameters."""
