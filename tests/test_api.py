@@ -179,10 +179,10 @@ ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx", "torch", "jax", "array_api_strict",
 
 
 # Front ends whose interface is NumPy by definition: scikit-learn's estimator API, the command
-# line's files and the model files' host-side reading and writing (vnn/io/). They call the math;
+# line (vnn/cli/) and the model files' host-side reading and writing (vnn/io/). They call the math;
 # they contain none of it.
-FRONT_ENDS = {"sklearn.py", "sklearn_schema.py", "cli.py", "cli_files.py"}
-HOST_PACKAGES = {"io"}
+FRONT_ENDS = {"sklearn.py", "sklearn_schema.py"}
+HOST_PACKAGES = {"io", "cli"}
 VNN = pathlib.Path(vnn.__file__).parent
 
 

@@ -40,7 +40,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 import vnn
-from vnn.cli_files import (
+from vnn.cli.files import (
     UsageError,
     check_distinct,
     check_extra,
@@ -1123,7 +1123,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = _message(exc)
     print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
