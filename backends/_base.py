@@ -37,8 +37,6 @@ class Backend:
     """
 
     name: str = "?"
-    #: whether arrays may be updated in place (Array API in-place operators and __setitem__)
-    mutable: bool = True
 
     def __init__(self, xp: Any, device: Any, device_name: str) -> None:
         self.xp = xp

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 from vnn.backends._base import Backend, optional_import
-from vnn.backends.ndarray_step import CANONICAL
 
 
 def _cupy() -> Any:
@@ -49,15 +48,15 @@ class CupyBackend(Backend):
 
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
                   lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
-        """The preallocated step with fused elementwise kernels (``backends.fused``)."""
-        if CANONICAL.get(output) != loss:
-            return None
-        from vnn.backends.fused import FusedStep
+        """The preallocated step, each formula one CUDA kernel (``kernel``)."""
+        from vnn.step import preallocated
 
+        if not preallocated.supports(output, loss):
+            return None
         cupy = _cupy()
         with self.device:
-            return FusedStep(cupy, W, b, hidden, output, lam, optimizer, _take, l2_per_sample,
-                             make_kernel=_kernel)
+            return preallocated.PreallocatedStep(cupy, W, b, hidden, output, lam, optimizer,
+                                                 _take, l2_per_sample, kernel=kernel)
 
     def collective(self, mpi_comm: Any) -> Any:
         """An NCCL communicator over the ranks of ``mpi_comm`` (unique id sent by MPI), or None
@@ -89,12 +88,11 @@ def _take(AT: Any, cols: Any, out: Any) -> Any:
     return _cupy().take(AT, cols, axis=1, out=out)
 
 
-def _kernel(name: str) -> Any:
-    """The fused formula ``name`` of ``backends.fused`` as a CUDA kernel (compiled on first use)."""
-    from vnn.backends.fused import FORMULAS
-
-    ins, outs, body = FORMULAS[name]
-    return _cupy().ElementwiseKernel(ins, outs, body, f"vnn_{name}")
+def kernel(name: str, inputs: list[str], outputs: list[str], body: str) -> Any:
+    """``body`` (C statements on elements of type ``T``) as a CUDA elementwise kernel, compiled
+    on first use; called as ``k(*inputs, *outputs)``, the outputs updated in place."""
+    return _cupy().ElementwiseKernel(", ".join(f"T {n}" for n in inputs),
+                                     ", ".join(f"T {n}" for n in outputs), body, name)
 
 
 def set_tf32(enabled: bool) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 from vnn.backends._base import Backend
-from vnn.backends.ndarray_step import CANONICAL, NDArrayStep
 
 
 class NumpyBackend(Backend):
@@ -25,9 +24,12 @@ class NumpyBackend(Backend):
 
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
                   lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
-        if CANONICAL.get(output) != loss:
+        from vnn.step import preallocated
+
+        if not preallocated.supports(output, loss):
             return None
-        return NDArrayStep(np, W, b, hidden, output, lam, optimizer, _take, l2_per_sample)
+        return preallocated.PreallocatedStep(np, W, b, hidden, output, lam, optimizer, _take,
+                                             l2_per_sample)
 
 
 def _take(AT: np.ndarray, cols: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import host, make
 
-from vnn import backprop
+from vnn.step import portable as backprop
 
 
 def _deltas(net, X, y):

@@ -1,8 +1,8 @@
 """The fused step (one kernel per elementwise formula, what CuPy runs) and the TF32 switch.
 
-The formulas of ``backends.fused`` are run here on NumPy through ``numpy_kernel``, the same text
-that CuPy compiles, and the whole fused step is checked against the portable step of
-``vnn.backprop``. With a GPU, the compiled kernels are checked against that NumPy run too.
+The kernels are generated from ``vnn.math.formulas`` as C that is also Python; here they run on
+NumPy through ``numpy_kernel`` (the same text CuPy compiles), and the whole fused step is checked
+against the portable step. With a GPU, the compiled kernels are checked against that NumPy run.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import ast
 import numpy as np
 import pytest
 from conftest import BACKENDS, host, make
-from fused_numpy import numpy_kernel
+from fused_numpy import FUNCTIONS, numpy_kernel
 from test_fast_path import _data
 from vnn.backends import numpy as np_backend
-from vnn.backends.fused import FORMULAS, FusedStep
 
 import vnn
 from vnn import backends
+from vnn.math.formulas import FORMULAS
 from vnn.sklearn import SklearnAdam, SklearnSGD
+from vnn.step import preallocated
+from vnn.step.compile import kernel_source
 
 CUPY = [b for b in BACKENDS if b.name == "cupy"]
 
@@ -30,10 +32,10 @@ def fused_numpy(monkeypatch):
     made = []
 
     def fast_step(self, W, b, hidden, output, loss, lam, optimizer, l2_per_sample=False):
-        if np_backend.CANONICAL.get(output) != loss:
+        if not preallocated.supports(output, loss):
             return None
-        step = FusedStep(np, W, b, hidden, output, lam, optimizer, np_backend._take,
-                         l2_per_sample, make_kernel=numpy_kernel)
+        step = preallocated.PreallocatedStep(np, W, b, hidden, output, lam, optimizer,
+                                             np_backend._take, l2_per_sample, kernel=numpy_kernel)
         made.append(step)
         return step
 
@@ -43,7 +45,7 @@ def fused_numpy(monkeypatch):
 
 OPTIMIZERS = {"sgd": lambda: vnn.SGD(0.1), "momentum": lambda: vnn.Momentum(0.1, 0.8),
               "adam": lambda: vnn.Adam(1e-2),
-              # no fused formula: the fused step falls back to their own update
+              # scikit-learn's forms of the same formulas
               "sklearn-sgd": lambda: SklearnSGD(0.1, momentum=0.9, nesterov=True),
               "sklearn-adam": lambda: SklearnAdam(1e-2)}
 
@@ -64,7 +66,7 @@ def test_fused_step_equals_portable_step(fused_numpy, activation, output, opt, l
         hists.append(net.fit(X, y, optimizer=OPTIMIZERS[opt](), epochs=3, batch_size=8,
                              l2=l2, validation_data=(X, y)))
         nets.append(net)
-    assert len(fused_numpy) == 1 and isinstance(fused_numpy[0], FusedStep)
+    assert len(fused_numpy) == 1 and fused_numpy[0].kernel is numpy_kernel
     fast, ref = nets
     for a, b in zip(fast.weights + fast.biases, ref.weights + ref.biases):
         np.testing.assert_allclose(host(a), host(b), rtol=1e-10, atol=1e-12)
@@ -84,53 +86,73 @@ def test_fused_step_float32_overflowing_logits_stay_finite(fused_numpy):
         assert all(np.isfinite(host(w)).all() for w in net.weights)
 
 
-_ALLOWED = (ast.Module, ast.Assign, ast.Expr, ast.Name, ast.Load, ast.Store, ast.BinOp,
-            ast.Add, ast.Sub, ast.Mult, ast.Div, ast.UnaryOp, ast.USub, ast.Compare, ast.Gt,
-            ast.Call, ast.Constant)
+_ALLOWED = (ast.Module, ast.Assign, ast.Name, ast.Load, ast.Store, ast.BinOp, ast.Add, ast.Sub,
+            ast.Mult, ast.Div, ast.UnaryOp, ast.USub, ast.Compare, ast.Gt, ast.GtE, ast.Lt,
+            ast.LtE, ast.Call)
+
+
+def _kernel_of(name):
+    f = FORMULAS[name]
+    return kernel_source(f.specialize(), f.args)
 
 
 @pytest.mark.parametrize("name", sorted(FORMULAS))
-def test_formulas_are_in_the_part_of_c_that_is_also_python(name):
-    """Every formula is plain assignments of arithmetic on its own parameters: valid C with the
-    same meaning (no ``**``, which C reads as a dereference; no integer-only division)."""
-    ins, outs, body = FORMULAS[name]
-    params = {p.split()[-1] for p in (ins + ", " + outs).split(",")}
-    tree = ast.parse(body.replace("; ", "\n"))
+def test_kernels_are_in_the_part_of_c_that_is_also_python(name):
+    """Every kernel body is plain assignments of arithmetic on its own parameters, no literal:
+    valid C with the same meaning (no ``**``, which C reads as a dereference; no integer-only
+    division; every number an input of the kernel's type)."""
+    ins, outs, body, numbers = _kernel_of(name)
+    assert set(numbers) <= set(ins)
+    tree = ast.parse(body)
     for node in ast.walk(tree):
         assert isinstance(node, _ALLOWED), (name, ast.dump(node))
         if isinstance(node, ast.Name):
-            assert node.id in params | {"exp", "sqrt"}, (name, node.id)
+            assert node.id in set(ins) | set(outs) | set(FUNCTIONS), (name, node.id)
         if isinstance(node, ast.Call):
-            assert isinstance(node.func, ast.Name) and node.func.id in ("exp", "sqrt")
-        if isinstance(node, ast.Constant):
-            assert node.value in (0, 1), (name, node.value)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            assert not (isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant))
+            assert isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS
         if isinstance(node, ast.Assign):
-            assert [t.id for t in node.targets] and all(  # type: ignore[attr-defined]
-                t.id in {p.split()[-1] for p in outs.split(",")} for t in node.targets)
+            assert all(t.id in outs for t in node.targets)  # type: ignore[attr-defined]
+
+
+def _kernel_args(name, rng, shape=(4, 3)):
+    """Values for every parameter of the formula (scalars as numbers), and the kernel's inputs
+    and outputs made of them (the last array input a broadcast row, where there are several)."""
+    f = FORMULAS[name]
+    ins, outs, body, numbers = _kernel_of(name)
+    given = {a: float(rng.uniform(0.2, 0.8)) if a in f.scalars else rng.uniform(0.2, 0.8, shape)
+             for a in f.args}
+    if name in ("relu", "relu_prime"):  # where ReLU and its φ′ differ from identity: negatives
+        given[f.args[0]][::2] *= -1
+    arrays = [n for n in ins if n not in numbers and n not in f.scalars]
+    if len(arrays) > 1:
+        given[arrays[-1]] = given[arrays[-1]][:1]
+    given |= {n: v for n, v in numbers.items()}
+    args = [np.full((1, 1), given[n]) if n in numbers or n in f.scalars else given[n] for n in ins]
+    outputs = [given[n].copy() if n in given else rng.uniform(0.2, 0.8, shape) for n in outs]
+    return f, given, (ins, outs, body), args, outputs
 
 
 @pytest.mark.parametrize("name", sorted(FORMULAS))
 def test_numpy_kernel_broadcasts_and_updates_in_place(name):
-    ins, outs, _ = FORMULAS[name]
+    """A kernel of each formula writes its outputs in place, broadcasts a row as CuPy does, and
+    computes what the portable step computes (the formula evaluated on xp)."""
     rng = np.random.default_rng(1)
-    n_in, n_out = len(ins.split(",")), len(outs.split(","))
-    args = [rng.uniform(0.5, 1.5, (4, 3)) for _ in range(n_in)]
-    args[-1] = args[-1][:1]  # a broadcast row (a scalar parameter, or the softmax's sums)
-    if name == "dphi_relu":  # φ′ of ReLU is 1 for positive a: some must be negative
-        args[0][::2] *= -1
-    outputs = [rng.uniform(0.5, 1.5, (4, 3)) for _ in range(n_out)]
+    f, given, (ins, outs, body), args, outputs = _kernel_args(name, rng)
+    outputs = [np.broadcast_to(o, (4, 3)).copy() for o in outputs]
     before = [o.copy() for o in outputs]
     keep = list(outputs)
-    numpy_kernel(name)(*args, *outputs)
+    numpy_kernel(name, ins, outs, body)(*args, *outputs)
     assert all(o is k for o, k in zip(outputs, keep))  # written in place
     assert all(np.isfinite(o).all() for o in outputs)
     assert any(not np.array_equal(o, b) for o, b in zip(outputs, before)), "nothing written"
-    tiled = [o.copy() for o in before]  # the row broadcast by hand: the same result
-    numpy_kernel(name)(*args[:-1], np.repeat(args[-1], 4, axis=0), *tiled)
+    tiled = [o.copy() for o in before]  # the rows broadcast by hand: the same result
+    numpy_kernel(name, ins, outs, body)(*(np.broadcast_to(a, (4, 3)) for a in args), *tiled)
     for o, t in zip(outputs, tiled):
         np.testing.assert_array_equal(o, t)
+    given |= dict(zip(outs, before))  # the portable evaluation of the same formula
+    want = f(np, *(given[a] for a in f.args))
+    for o, w in zip(outputs, want if isinstance(want, tuple) else (want,)):
+        np.testing.assert_allclose(o, np.broadcast_to(w, o.shape), rtol=1e-13, atol=1e-13)
 
 
 # -- on a GPU ---------------------------------------------------------------------------------
@@ -147,28 +169,28 @@ def test_cupy_trains_through_the_fused_step(be):
     for a, b in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
         np.testing.assert_allclose(host(a), host(b), rtol=1e-9, atol=1e-12)  # float64 rounding
     trainer = vnn.train.Trainer(nets[0], vnn.SGD(0.1), 0.0)
-    assert isinstance(trainer.fast, FusedStep)
+    assert trainer.fast.kernel is not None
 
 
 @pytest.mark.parametrize("name", sorted(FORMULAS))
 @pytest.mark.parametrize("be", CUPY, ids=[f"{b.name}-{b.device_name}" for b in CUPY])
 def test_cuda_kernels_equal_the_numpy_formulas(be, name):
     import cupy
-    from vnn.backends.cupy import _kernel
+    from vnn.backends.cupy import kernel
 
-    ins, outs, _ = FORMULAS[name]
+    ins, outs, body, numbers = _kernel_of(name)
     rng = np.random.default_rng(2)
     for dtype in (np.float32, np.float64):
-        args = [rng.uniform(-2, 2, (64, 33)).astype(dtype) for _ in ins.split(",")]
-        args[-1] = args[-1][:1]
+        args = [np.full((1, 1), numbers[n], dtype) if n in numbers
+                else rng.uniform(-2, 2, (64, 33)).astype(dtype) for n in ins]
         if name == "adam":  # the second moment and the scalars are positive
-            args[-1] = np.abs(args[-1]) + dtype(1e-3)
-        outputs = [np.abs(rng.uniform(-2, 2, (64, 33))).astype(dtype) for _ in outs.split(",")]
+            args = [np.abs(a) + dtype(1e-3) for a in args]
+        outputs = [np.abs(rng.uniform(-2, 2, (64, 33))).astype(dtype) for _ in outs]
         want = [o.copy() for o in outputs]
-        numpy_kernel(name)(*args, *want)
+        numpy_kernel(name, ins, outs, body)(*args, *want)
         with be.device:
             got = [cupy.asarray(o) for o in outputs]
-            _kernel(name)(*(cupy.asarray(a) for a in args), *got)
+            kernel(f"vnn_{name}", ins, outs, body)(*(cupy.asarray(a) for a in args), *got)
         tol = 1e-5 if dtype == np.float32 else 1e-12
         for g, w in zip(got, want):
             np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=tol, atol=tol)

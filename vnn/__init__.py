@@ -10,9 +10,9 @@ from typing import Any
 
 from vnn.gradcheck import check_gradients, numerical_gradients
 from vnn.io import load, save
+from vnn.math.optimizers import SGD, Adam, Momentum, Optimizer
 from vnn.memory import ModelTooLargeError
 from vnn.network import MLP
-from vnn.optim import SGD, Adam, Momentum, Optimizer
 from vnn.train import DivergenceError, History, NothingToTrainWarning
 
 __version__ = "0.1.0"

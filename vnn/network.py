@@ -8,12 +8,14 @@ from collections.abc import Callable, Iterable, Sequence
 from numbers import Integral
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vnn import activations, backends, backprop, data, losses, memory
+from vnn import backends, data, memory
 from vnn.init import initial_weights, scheme_for
-from vnn.optim import as_float, shown
+from vnn.math import activations, losses
+from vnn.numbers import as_float, shown
+from vnn.step import portable as backprop
 
 if TYPE_CHECKING:
-    from vnn.optim import Optimizer
+    from vnn.math.optimizers import Optimizer
     from vnn.train import History
 
 Array = Any
@@ -110,7 +112,7 @@ class MLP:
         self.seed = None if seed is None else int(seed)
         memory.check_model(self._be, self._sizes, dtype, f"sizes={self._sizes}")  # before drawing
         #: train with the backend's preallocated fast step when it has one (NumPy, CuPy);
-        #: False always uses the portable Array API step of vnn/backprop.py
+        #: False always uses the portable Array API step of vnn/step/portable.py
         self.fast_path = True
         self.rng = backends.host_rng(self.seed)
         layer_acts = [h.name for h in self._hidden] + [self._output.name]

@@ -32,7 +32,6 @@ estimator as a safetensors model file (no pickle).
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from numbers import Integral, Real
 from typing import Any
@@ -61,9 +60,11 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from vnn import activations, backends, backprop, losses, memory
+from vnn import backends, memory
+from vnn.math import activations, losses
+from vnn.math.optimizers import Adam, Momentum, Optimizer
 from vnn.network import MLP
-from vnn.optim import Optimizer
+from vnn.step import portable as backprop
 from vnn.train import Trainer, positive_weights, weighted_batches
 
 Array = Any
@@ -74,40 +75,18 @@ ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "r
 OUT_ACTIVATION = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
 
 
-# -- scikit-learn's optimizers, as vnn optimizers (both forms, like vnn.optim) ---------------------
-class SklearnSGD(Optimizer):
-    """scikit-learn's SGD: heavy-ball or Nesterov momentum, v ← μv − η∇ ; θ ← θ + v
-    (Nesterov: θ ← θ + μv − η∇), with scikit-learn's learning-rate schedules between epochs."""
-
-    n_state = 1
+# -- scikit-learn's optimizers: vnn's Momentum and Adam in scikit-learn's forms, plus its schedules --
+class SklearnSGD(Momentum):
+    """scikit-learn's SGD: heavy-ball or Nesterov momentum (v ← μv − η∇ ; θ ← θ + v, Nesterov:
+    θ ← θ + μv − η∇; :class:`vnn.Momentum` keeps −v), with scikit-learn's learning-rate
+    schedules between epochs."""
 
     def __init__(self, lr: float, schedule: str = "constant", momentum: float = 0.9,
                  nesterov: bool = True, power_t: float = 0.5) -> None:
-        super().__init__(lr)
+        Optimizer.__init__(self, lr)
+        self.beta, self.form = momentum, "nesterov" if nesterov else "heavy_ball"
         self.lr_init, self.schedule, self.momentum = self.lr, schedule, momentum
         self.nesterov, self.power_t = nesterov, power_t
-
-    def update(self, xp: Any, params: list[Array], grads: list[Array],
-               state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
-        mu, lr = self.momentum, self.lr
-        (vs,) = state
-        if not inplace:
-            vs[:] = [mu * v - lr * g for v, g in zip(vs, grads)]
-            if self.nesterov:
-                return [p + mu * v - lr * g for p, v, g in zip(params, vs, grads)]
-            return [p + v for p, v in zip(params, vs)]
-        for p, g, v in zip(params, grads, vs):
-            g *= lr  # g ← η∇
-            v *= mu
-            v -= g  # v ← μv − η∇
-            if self.nesterov:
-                p -= g
-                g[...] = v
-                g *= mu
-                p += g  # θ ← θ + μv − η∇
-            else:
-                p += v
-        return params
 
     def iteration_ends(self, samples_seen: int) -> None:
         if self.schedule == "invscaling":
@@ -128,41 +107,14 @@ class SklearnSGD(Optimizer):
         return False
 
 
-class SklearnAdam(Optimizer):
+class SklearnAdam(Adam):
     """scikit-learn's Adam: θ ← θ − η √(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε)."""
-
-    n_state = 2
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8) -> None:
-        super().__init__(lr)
+        Optimizer.__init__(self, lr)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
-
-    def update(self, xp: Any, params: list[Array], grads: list[Array],
-               state: list[list[Array]], t: int, inplace: bool) -> list[Array]:
-        b1, b2, eps = self.beta1, self.beta2, self.eps
-        lr_t = self.lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
-        ms, vs = state
-        if not inplace:
-            ms[:] = [b1 * m + (1.0 - b1) * g for m, g in zip(ms, grads)]
-            vs[:] = [b2 * v + (1.0 - b2) * (g * g) for v, g in zip(vs, grads)]
-            return [p - lr_t * m / (xp.sqrt(v) + eps) for p, m, v in zip(params, ms, vs)]
-        for p, g, m, v in zip(params, grads, ms, vs):
-            m -= g  # m ← β₁m + (1 − β₁)g
-            m *= b1
-            m += g
-            g *= g
-            v -= g  # v ← β₂v + (1 − β₂)g²
-            v *= b2
-            v += g
-            g[...] = v  # g ← η_t m / (√v + ε)
-            g **= 0.5
-            g += eps
-            g **= -1.0
-            g *= m
-            g *= lr_t
-            p -= g
-        return params
+        self.eps_after_correction = False
 
     def iteration_ends(self, samples_seen: int) -> None:
         pass
@@ -463,7 +415,7 @@ class _BaseMLP(BaseEstimator):
         denom: Any = size
         if V is not None:
             denom = xp.sum(V[r] if isinstance(r, slice) else xp.take(V, r, axis=0))
-        return 0.5 * self.alpha / denom * sum(xp.sum(W * W) for W in net._W)
+        return backprop.l2_penalty(xp, net._W, 1.0) * (self.alpha / denom)  # Eqn (3), λ = 1, scaled
 
     def _update_no_improvement_count(self, net: MLP, val: Any, k_avg: int) -> None:
         if val is not None:
@@ -499,7 +451,7 @@ class _BaseMLP(BaseEstimator):
         Zs, As = backprop.forward(xp, net._W, net._b, net._hidden, net._output, A)
         data = backprop.risk(xp, net._loss, Zs, As, Y, net._W, 0.0, V)
         denom = A.shape[0] if V is None else xp.sum(V)
-        reg = 0.5 * self.alpha / denom * sum(xp.sum(W * W) for W in net._W) if self.alpha else 0.0
+        reg = backprop.l2_penalty(xp, net._W, 1.0) * (self.alpha / denom) if self.alpha else 0.0
         return float(backends.to_numpy(data / k_avg + reg))
 
     # -- prediction ----------------------------------------------------------------------------
@@ -668,7 +620,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         xp = be.xp
         with be.activate():
             if self.out_activation_ == "softmax":
-                return z - xp.reshape(losses.logsumexp(xp, z), (-1, 1))
+                return z - xp.reshape(activations.logsumexp(xp, z), (-1, 1))
             # log σ(z) = −softplus(−z), log(1 − σ(z)) = −softplus(z)
             if self.n_outputs_ == 1:
                 return xp.concat([-losses.softplus(xp, z), -losses.softplus(xp, -z)], axis=1)

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
-from vnn import backprop, memory
+from vnn import memory
+from vnn.math.optimizers import Adam, Optimizer
 from vnn.network import check_l2
-from vnn.optim import Adam, Optimizer, shown
+from vnn.numbers import shown
+from vnn.step import portable as backprop
 
 if TYPE_CHECKING:
     from vnn.distributed import Communicator
@@ -482,7 +484,7 @@ def step(net: MLP, optimizer: Optimizer, A: Array, Y: Array, lam: float,
         sizes = [math.prod(g.shape) for g in flat]
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         flat = [xp.reshape(buf[o:o + k], g.shape) for o, k, g in zip(offsets, sizes, flat)]
-    new = optimizer.step(net.xp, params, flat, inplace=net.backend.mutable)
+    new = optimizer.step(net.xp, params, flat)
     net._W, net._b = new[0::2], new[1::2]
     return J
 

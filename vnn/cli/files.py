@@ -19,7 +19,7 @@ import numpy as np
 
 from vnn.io import atomic_write_bytes, check_writable
 from vnn.io.atomic import file_kind
-from vnn.optim import as_float
+from vnn.numbers import as_float
 
 #: image types ``vnn train --plot`` writes, by suffix
 PLOT_FORMATS = ("png", "svg", "pdf")

@@ -16,8 +16,8 @@ from vnn import backends
 from vnn.io import layout, schema
 from vnn.io.atomic import atomic_write_bytes, check_writable
 from vnn.io.errors import ModelFileError
+from vnn.math.optimizers import Optimizer
 from vnn.network import MLP
-from vnn.optim import Optimizer
 from vnn.train import History
 
 PathLike = str | os.PathLike[str]

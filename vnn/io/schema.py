@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from vnn import activations, losses
 from vnn.init import SCHEMES
 from vnn.io.errors import ModelFileError
 from vnn.io.layout import DTYPE_NAMES, DuplicateKey, is_int, unique_keys
-from vnn.optim import SGD, Adam, Momentum, Optimizer
+from vnn.math import activations, losses
+from vnn.math.optimizers import SGD, Adam, Momentum, Optimizer
 from vnn.train import History
 
 FORMAT = "vanilla-nn"

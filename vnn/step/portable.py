@@ -1,6 +1,9 @@
-"""Forward propagation, empirical risk and backpropagation for a batch (Eqns 1-3, 7-14).
+"""The portable step: forward propagation, empirical risk and backpropagation for a batch
+(Eqns 1-3, 7-14), and the update of step 3(e).
 
-Pure functions on an Array API namespace ``xp``. A batch is rows: ``A`` has shape (n, m), so
+Pure functions on an Array API namespace ``xp``, allocating new arrays: this runs on every library
+(PyTorch, array-api-strict) and for every output/loss pairing, and is the reference the
+preallocated step (``vnn.step.preallocated``) is tested against. A batch is rows: ``A`` has shape (n, m), so
 Eqn (1) for a batch reads ``Z = A Wᵀ + b`` with W^(ℓ) of shape (m_ℓ, m_{ℓ−1}) as in the
 derivation, and δ^(ℓ) is stored as the rows of an (n, m_ℓ) array.
 """
@@ -9,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vnn.activations import Activation
-from vnn.losses import Loss, Output, output_delta
+from vnn.math.activations import Activation
+from vnn.math.formulas import FORMULAS
+from vnn.math.losses import Loss, Output, output_delta
 
 Array = Any
 
@@ -33,7 +37,7 @@ def l2_penalty(xp: Any, Ws: list[Array], lam: float) -> Array | float:
     """The regulariser of Eqn (3): λ/2 Σ_ℓ ‖W(ℓ)‖_F² (weights only, never biases)."""
     if lam == 0.0:
         return 0.0
-    return 0.5 * lam * sum(xp.sum(W * W) for W in Ws)
+    return sum(xp.sum(FORMULAS["l2"](xp, W, lam)) for W in Ws)
 
 
 def risk(xp: Any, loss: Loss, Zs: list[Array], As: list[Array], Y: Array, Ws: list[Array],
@@ -81,7 +85,7 @@ def gradients(xp: Any, Ws: list[Array], ds: list[Array], As: list[Array],
     for ell, (W, d) in enumerate(zip(Ws, ds)):
         dW = (d.T @ As[ell]) / n
         if lam != 0.0:
-            dW = dW + lam * W
+            dW = FORMULAS["l2_grad"](xp, dW, W, lam)  # + λW
         grads.append((dW, xp.sum(d, axis=0) / n))
     return grads
 

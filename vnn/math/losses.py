@@ -5,7 +5,9 @@ derivation gives δ(L) = a(L) − y directly (Eqns 10, 11, 12); any other valid 
 or softmax output with squared error) uses the general form of Eqn 10, δ(L) = ∂J/∂a ⊙ φ^(L)′(z)
 (for softmax, the Jacobian-transpose product from the proof of Eqn 12).
 
-Targets ``Y`` here are always float arrays of shape ``(n, m_L)`` (labels already one-hot).
+A loss is the sum over a sample's outputs of its formula in :mod:`vnn.math.formulas` (plus, for
+cross-entropy, the per-sample term logsumexp(z)). Targets ``Y`` here are always float arrays of
+shape ``(n, m_L)`` (labels already one-hot).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vnn import activations as act
+from vnn.math import activations as act
+from vnn.math.formulas import FORMULAS
 
 Array = Any
 
@@ -30,10 +33,10 @@ class Output:
     default_loss: str
 
 
-def _elementwise_backward(dphi: Callable[[Any, Array, Array], Array]) -> Callable[..., Array]:
-    def backward(xp: Any, z: Array, a: Array, grad_a: Array) -> Array:
+def _elementwise(a: act.Activation) -> Callable[..., Array]:
+    def backward(xp: Any, z: Array, out: Array, grad_a: Array) -> Array:
         """Eqn (10), general form: δ(L) = ∂J/∂a ⊙ φ^(L)′(z)."""
-        return grad_a * dphi(xp, z, a)
+        return grad_a * a.dphi(xp, z, out)
 
     return backward
 
@@ -43,11 +46,10 @@ def _softmax_backward(xp: Any, z: Array, a: Array, grad_a: Array) -> Array:
     return act.softmax_vjp(xp, a, grad_a)
 
 
+_ID, _SIG = act.HIDDEN["identity"], act.HIDDEN["sigmoid"]
 OUTPUTS: dict[str, Output] = {
-    "identity": Output("identity", act.identity, _elementwise_backward(act.identity_prime),
-                       "squared_error"),
-    "sigmoid": Output("sigmoid", act.sigmoid, _elementwise_backward(act.sigmoid_prime),
-                      "binary_cross_entropy"),
+    "identity": Output("identity", _ID.phi, _elementwise(_ID), "squared_error"),
+    "sigmoid": Output("sigmoid", _SIG.phi, _elementwise(_SIG), "binary_cross_entropy"),
     "softmax": Output("softmax", act.softmax, _softmax_backward, "cross_entropy"),
 }
 
@@ -55,13 +57,20 @@ OUTPUTS: dict[str, Output] = {
 # -- losses -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Loss:
-    """A per-sample loss ℓ: its values from logits, and δ(L) for the outputs it pairs with."""
+    """A per-sample loss ℓ: ``FORMULAS[name]`` of (``on``, y) summed over a sample's outputs,
+    plus logsumexp(z) when ``logsumexp``; δ(L) = a − y for its ``canonical`` output."""
 
     name: str
-    each: Callable[[Any, Array, Array, Array], Array]  # (xp, z, a, Y) -> ℓ_i per sample, (n,)
+    on: str  # what the formula takes besides y: "a" (the output) or "z" (the logits)
     canonical: str  # the output for which δ(L) = a − y (Eqns 10-12)
-    grad_a: Callable[[Any, Array, Array], Array] | None = None  # ∂ℓ/∂a for the general Eqn 10
+    grad: str | None = None  # the formula of ∂ℓ/∂a, for the general Eqn 10
     outputs: frozenset[str] = field(default_factory=frozenset)
+    logsumexp: bool = False
+
+    def each(self, xp: Any, z: Array, a: Array, Y: Array) -> Array:
+        """ℓ_i per sample, shape (n,)."""
+        per = xp.sum(FORMULAS[self.name](xp, a if self.on == "a" else z, Y), axis=1)
+        return per + act.logsumexp(xp, z) if self.logsumexp else per
 
     def total(self, xp: Any, z: Array, a: Array, Y: Array, v: Array | None = None) -> Array:
         """Σ_i ℓ_i over the batch, or Σ_i v_i ℓ_i with per-sample weights ``v`` (0-d array)."""
@@ -69,49 +78,21 @@ class Loss:
         return xp.sum(per) if v is None else xp.sum(per * v)
 
 
-def squared_error_each(xp: Any, z: Array, a: Array, Y: Array) -> Array:
-    """Eqn (4): ℓ = ½‖ŷ − y‖² per sample."""
-    r = a - Y
-    return 0.5 * xp.sum(r * r, axis=1)
-
-
-def squared_error_grad_a(xp: Any, a: Array, Y: Array) -> Array:
-    """∂ℓ/∂a of Eqn (4): a − y (the first factor of Eqn 10)."""
-    return a - Y
+LOSSES: dict[str, Loss] = {
+    "squared_error": Loss("squared_error", "a", "identity", "squared_error_grad",
+                          frozenset(OUTPUTS)),
+    "binary_cross_entropy": Loss("binary_cross_entropy", "z", "sigmoid", None,
+                                 frozenset({"sigmoid"})),
+    "cross_entropy": Loss("cross_entropy", "z", "softmax", None, frozenset({"softmax"}),
+                          logsumexp=True),
+}
+_LOSS_ALIASES = {"mse": "squared_error", "bce": "binary_cross_entropy",
+                 "log_loss": "cross_entropy", "categorical_cross_entropy": "cross_entropy"}
 
 
 def softplus(xp: Any, z: Array) -> Array:
     """log(1 + e^z) = max(z, 0) + log1p(e^{−|z|}): finite for every finite z."""
-    return xp.maximum(z, xp.zeros_like(z)) + xp.log1p(xp.exp(-xp.abs(z)))
-
-
-def binary_cross_entropy_each(xp: Any, z: Array, a: Array, Y: Array) -> Array:
-    """Eqn (5) from the logit z: −y log σ(z) − (1 − y) log(1 − σ(z)) = softplus(z) − y z, summed
-    over the outputs of a sample (multilabel)."""
-    return xp.sum(softplus(xp, z) - Y * z, axis=1)
-
-
-def logsumexp(xp: Any, z: Array) -> Array:
-    """log Σ_t exp(z_t) per row, shifted by the row max so that it never overflows."""
-    m = xp.max(z, axis=-1, keepdims=True)
-    return xp.squeeze(m, axis=-1) + xp.log(xp.sum(xp.exp(z - m), axis=-1))
-
-
-def cross_entropy_each(xp: Any, z: Array, a: Array, Y: Array) -> Array:
-    """Eqn (6) from logits: −Σ_k e_y(k) log p_k = logsumexp(z) − Σ_k e_y(k) z_k (rows of Y sum to 1)."""
-    return logsumexp(xp, z) - xp.sum(Y * z, axis=1)
-
-
-LOSSES: dict[str, Loss] = {
-    "squared_error": Loss("squared_error", squared_error_each, "identity",
-                          squared_error_grad_a, frozenset(OUTPUTS)),
-    "binary_cross_entropy": Loss("binary_cross_entropy", binary_cross_entropy_each, "sigmoid",
-                                 None, frozenset({"sigmoid"})),
-    "cross_entropy": Loss("cross_entropy", cross_entropy_each, "softmax",
-                          None, frozenset({"softmax"})),
-}
-_LOSS_ALIASES = {"mse": "squared_error", "bce": "binary_cross_entropy",
-                 "log_loss": "cross_entropy", "categorical_cross_entropy": "cross_entropy"}
+    return FORMULAS["softplus"](xp, z)
 
 
 def output_delta(xp: Any, output: Output, loss: Loss, z: Array, a: Array, Y: Array) -> Array:
@@ -121,9 +102,9 @@ def output_delta(xp: Any, output: Output, loss: Loss, z: Array, a: Array, Y: Arr
     cross-entropy: each is δ(L) = a(L) − y. Other pairings: Eqn (10) general, ∂ℓ/∂a ⊙ φ′(z).
     """
     if output.name == loss.canonical:
-        return a - Y
-    assert loss.grad_a is not None  # pairing checked by resolve()
-    return output.backward(xp, z, a, loss.grad_a(xp, a, Y))
+        return FORMULAS["output_delta"](xp, a, Y)
+    assert loss.grad is not None  # pairing checked by resolve()
+    return output.backward(xp, z, a, FORMULAS[loss.grad](xp, a, Y))
 
 
 def resolve(output: object, loss: object | None) -> tuple[Output, Loss]:

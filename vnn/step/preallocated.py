@@ -1,0 +1,398 @@
+"""Algorithm 1.9's training step on preallocated buffers, for libraries with NumPy's API.
+
+The portable step (``vnn.step.portable``) allocates new arrays. This one executes the same
+formulas (:mod:`vnn.math.formulas`) for NumPy and CuPy with ``out=`` buffers that are allocated
+once per batch size and reused every step; tests check that both give the same numbers.
+
+The plan, decided once per batch size (layout in ``vnn.step.workspace``):
+
+- Eqn (1) is one product per layer, z(ℓ) = Θ(ℓ) â(ℓ−1), with Θ(ℓ) = [W(ℓ) | b(ℓ)] in one flat
+  buffer for all layers, so the bias is included;
+- Eqn (14) is one product per layer, [∂W | ∂b] = δ(ℓ) â(ℓ−1)ᵀ / |B| (one batched product for a
+  run of layers of equal shape), the 1/|B| applied once, to δ(L);
+- Eqn (13) is (W(ℓ+1))ᵀ δ(ℓ+1), reading W as the strided view Θ[:, :-1] (BLAS takes it as is),
+  ⊙ φ′, computed from a = φ(z) for a run of layers of one activation in one call;
+- plain SGD without L2 folds η into δ(L)'s 1/|B|, so that its update is one subtraction;
+- an optimizer update is its formula over the flat buffer, however many layers there are.
+
+Each formula runs as calls compiled by ``vnn.step.compile``, or, given ``kernel`` (CuPy), as one
+CUDA kernel compiled from the same formula: then φ′ is fused into each layer's δ, and δ(L) with its
+1/|B| is one kernel. The model's ``weights`` and ``biases`` are views into the flat buffer. Only
+the canonical output/loss pairings (Eqns 10-12) take this path; other pairings use the portable
+one.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from vnn.math.formula import substitute
+from vnn.math.formulas import FORMULAS
+from vnn.math.losses import LOSSES
+from vnn.math.optimizers import Optimizer
+from vnn.step.compile import Program, kernel_source, program, total
+from vnn.step.workspace import Workspace, phi_prime_kind
+
+Array = Any
+Ops = list[tuple[Any, tuple[Any, ...]]]
+#: kernel(name, inputs, outputs, body) -> f(*inputs, *outputs), outputs updated in place
+KernelMaker = Callable[[str, list[str], list[str], str], Any]
+
+#: output -> the loss it is paired with canonically (δ(L) = a − y, Eqns 10-12)
+CANONICAL = {loss.canonical: name for name, loss in LOSSES.items()}
+
+
+def supports(output: str, loss: str) -> bool:
+    """Whether this step trains the pairing (the canonical ones)."""
+    return CANONICAL.get(output) == loss
+
+
+class PreallocatedStep:
+    """One mini-batch step (Algorithm 1.9, 3(a)-(e)) for a NumPy-API module ``xnp``."""
+
+    def __init__(self, xnp: Any, W: list[Array], b: list[Array], hidden: list[str],
+                 output: str, lam: float, optimizer: Optimizer, take: Callable[..., Any],
+                 l2_per_sample: bool = False, kernel: KernelMaker | None = None) -> None:
+        """``W`` and ``b`` are the model's parameter lists; their items are replaced by views of
+        the flat buffer. With ``l2_per_sample`` the λ of a batch of n samples is ``lam / n``
+        (scikit-learn's ``alpha``). ``kernel`` compiles a formula into one kernel (fused)."""
+        self.xnp, self.hidden, self.output, self.lam = xnp, hidden, output, lam
+        self.l2_per_sample, self.kernel = l2_per_sample, kernel
+        self.optimizer, self._take = optimizer, take
+        self.dtype = W[0].dtype
+        self.sizes = [W[0].shape[1]] + [w.shape[0] for w in W]
+        L = len(W)
+        self._offsets = [0]  # where Θ(ℓ) starts in a flat buffer
+        for i in range(L):
+            self._offsets.append(self._offsets[-1] + self.sizes[i + 1] * (self.sizes[i] + 1))
+        self.P, self.Theta = self._flat(list(W), list(b))
+        self.W = [t[:, :-1] for t in self.Theta]
+        self.b = [t[:, -1] for t in self.Theta]
+        # The caller's lists now hold views of the flat buffer, so the old parameter arrays are
+        # released before the gradient and state buffers are allocated (peak memory).
+        shapes = [tuple(p.shape) for pair in zip(W, b) for p in pair]
+        W[:], b[:] = self.W, self.b
+        self.G, self.dTheta = self._flat(None, None)
+        self.dW = [t[:, :-1] for t in self.dTheta]
+        self._bind_state(shapes)
+        self._ws: dict[int, Workspace] = {}
+        self._programs: dict[Any, Any] = {}  # compiled updates, by specialisation
+        self._last_update: tuple[tuple[float, ...], Any, Callable[[], None]] | None = None
+        self._constants: dict[tuple[float, tuple[int, ...]], Array] = {}
+        #: data-parallel training: reduce(G, n) turns this rank's gradient into the global one
+        self.reduce: Callable[[Array, int], None] | None = None
+        # Eqn (15) with η already inside G: the sgd formula with lr = 1
+        self._subtract_g = self._update_program({"lr": 1.0}, FORMULAS["sgd"])
+
+    def _bind_state(self, shapes: list[tuple[int, ...]]) -> None:
+        """Optimizer state: flat buffers of the parameters' layout, which the optimizer sees per
+        parameter (kept when it already holds state for these shapes)."""
+        opt, L = self.optimizer, len(self.W)
+        old = opt.state
+        keep = len(old) == opt.n_state and all(
+            len(s) == 2 * L and all(tuple(a.shape) == sh for a, sh in zip(s, shapes)) for s in old)
+        if not keep:
+            opt.t = 0
+        self.state, per_param = [], []
+        for k in range(opt.n_state):
+            flat, thetas = self._flat(old[k][0::2] if keep else None,
+                                      old[k][1::2] if keep else None)
+            self.state.append([flat])
+            per_param.append([v for t in thetas for v in (t[:, :-1], t[:, -1])])
+        opt.state = per_param
+
+    def _flat(self, W: list[Array] | None, b: list[Array] | None) -> tuple[Array, list[Array]]:
+        """A zeroed flat buffer and its Θ(ℓ) views, filled from ``W``, ``b`` when given."""
+        s, off = self.sizes, self._offsets
+        flat = self.xnp.zeros((off[-1],), dtype=self.dtype)
+        views = []
+        for i in range(len(s) - 1):
+            t = flat[off[i]:off[i + 1]].reshape(s[i + 1], s[i] + 1)
+            if W is not None and b is not None:
+                t[:, :-1] = W[i]
+                t[:, -1] = b[i]
+            views.append(t)
+        return flat, views
+
+    def workspace(self, n: int) -> Workspace:
+        ws = self._ws.get(n)
+        if ws is None:
+            ws = self._ws[n] = Workspace(self.xnp, n, self.sizes, self.dtype, self.hidden,
+                                         phi_prime=self.kernel is None)
+            ws.lam = self.lam / n if self.l2_per_sample else self.lam
+            self.plan(ws)
+        return ws
+
+    # -- one step ---------------------------------------------------------------------------------
+    def __call__(self, A_all: Array, Y_all: Array, rows: Any) -> Any:
+        """Train on the rows ``rows`` (an index array, or a slice) of (A_all, Y_all), whose rows
+        are samples; returns J_B of Eqn (3) (a device scalar for CuPy, a NumPy scalar for NumPy)."""
+        n = (rows.stop - rows.start) if isinstance(rows, slice) else int(rows.shape[0])
+        eta = self._folded_lr()
+        if n == 0:  # an empty shard of a distributed batch: no gradient of its own
+            self.G[...] = 0
+            J: Any = 0.0
+        else:
+            ws = self.workspace(n)
+            ws.scale = ws.inv_n if eta is None else self.dtype.type(eta / n)
+            if isinstance(rows, slice):
+                ws.A[0][...] = A_all[rows].T  # samples become columns
+                ws.Y[...] = Y_all[rows].T
+            else:
+                self._take(A_all.T, rows, ws.A[0])
+                self._take(Y_all.T, rows, ws.Y)
+            for f, args in ws.forward:  # Eqns (1)-(2) for ℓ = 1 .. L−1, then z(L)
+                f(*args)
+            J = ws.loss() / n  # Eqns (3)-(6) and δ(L), Eqns (10)-(12)
+            if ws.lam:  # Eqn (3): + λ/2 Σ ‖W(ℓ)‖²_F
+                J = J + self._penalty(ws)
+            for f, args in ws.backward:  # Eqns (13) and (14)
+                f(*args)
+        if self.reduce is not None:  # data-parallel: the global batch's gradient on every rank
+            self.reduce(self.G, n)
+        self.optimizer.t += 1
+        if eta is None:
+            self._update()  # step 3(e)
+        else:
+            self._subtract_g(1.0)  # Eqn (15), η already inside G
+        return J
+
+    def _folded_lr(self) -> float | None:
+        """η of plain SGD (Eqn 15) without L2, which this step folds into δ(L)'s 1/|B| so that
+        Eqn (14) yields η ∇̂θ and the update is one subtraction; None for any other update."""
+        opt = self.optimizer
+        if opt.formula != "sgd" or type(opt).update is not Optimizer.update or self.lam:
+            return None
+        return float(opt.scalars(opt.t + 1)["lr"])
+
+    def _update(self) -> None:
+        """Step 3(e): the optimizer's formula over the flat parameter buffer."""
+        opt = self.optimizer
+        if type(opt).update is not Optimizer.update:  # an optimizer with its own update
+            state = [[s[0]] for s in self.state]
+            self.P[...] = opt.update(self.xnp, [self.P], [self.G], state, opt.t)[0]
+            for flat, new in zip(self.state, state):
+                flat[0][...] = new[0]
+            return
+        scalars = opt.scalars(opt.t)
+        f = opt.update_formula
+        values = tuple([scalars[k] for k in f.scalar_order])
+        last = self._last_update
+        if last is not None and last[0] == values and last[1] is f:  # the same step as before
+            last[2]()
+            return
+        folded = f.key(scalars) if 0.0 in values or 1.0 in values else ()
+        key = (f.name, folded, getattr(FORMULAS, "version", 0))
+        run = self._programs.get(key)
+        if run is None:
+            run = self._programs[key] = self._update_program(scalars, f)
+        self._last_update = (values, f, functools.partial(run, *values))
+        run(*values)
+
+    def _update_program(self, scalars: dict[str, float], f: Any) -> Callable[..., Any]:
+        arrays = {"p": self.P, "g": self.G, **{n: s[0] for n, s in
+                                               zip(self.optimizer.state_names, self.state)}}
+        statements = f.specialize(f.key(scalars))
+        if self.kernel is None:
+            return program(self.xnp, self.dtype, statements, arrays, f.scalars, name=f.name,
+                           temp=lambda: self.xnp.empty_like(self.P), consumable=frozenset("g"))
+        return self._fused(f.name, statements, f.args, arrays, f.scalars)
+
+    # -- the plan --------------------------------------------------------------------------------------
+    def plan(self, ws: Workspace) -> None:
+        """The calls of one step's forward and backward passes, with their buffers bound, built
+        once per workspace so that a step is a flat loop over them (no per-layer Python logic)."""
+        xnp, L = self.xnp, len(self.W)
+        fwd: Ops = []
+        for ell in range(L - 1):  # Eqn (1), z = Θ â, into the rows of â(ℓ); Eqn (2) in place
+            A = ws.A[ell + 1]
+            fwd.append((xnp.matmul, (self.Theta[ell], ws.Ahat[ell], A)))
+            fwd += self._calls(self._exec(self.hidden[ell], {"z": A, "a": A}))
+        fwd.append((xnp.matmul, (self.Theta[L - 1], ws.Ahat[L - 1], ws.ZL)))  # z(L)
+        if self.kernel is None:  # φ′ of every hidden layer, a run of layers per call
+            for name, Ahid, T in ws.phi_groups:
+                if T is not None:
+                    fwd += self._calls(self._exec(name + "_prime", {"a": Ahid, "d": T}))
+        ws.forward = fwd
+        ws.loss = self._plan_loss(ws)
+        ws.backward = self._plan_backward(ws)
+
+    def _plan_backward(self, ws: Workspace) -> Ops:
+        xnp, L, lam = self.xnp, len(self.W), ws.lam
+        stacked = {first: (last, Ds, As) for first, last, Ds, As in ws.stacks}
+        in_stack = {ell for first, last, _, _ in ws.stacks for ell in range(first, last + 1)}
+        bwd: Ops = []
+        for ell in range(L - 1, -1, -1):
+            D = ws.D[ell]
+            if ell not in in_stack:  # Eqn (14): δ âᵀ / |B|
+                bwd.append((xnp.matmul, (D, ws.Ahat[ell].T, self.dTheta[ell])))
+                bwd += self._decay(ell, lam)
+            if ell:
+                Dp = ws.D[ell - 1]
+                bwd.append((xnp.matmul, (self.W[ell].T, D, Dp)))  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1) ...
+                bwd += self._phi_prime(ws, ell - 1, Dp)  # ... ⊙ φ′(z(ℓ))
+            if ell in stacked:  # Eqn (14) for a run of layers of equal shape: one batched product
+                last, Ds, As = stacked[ell]
+                dT = self.G[self._offsets[ell]:self._offsets[last + 1]].reshape(
+                    last - ell + 1, *self.dTheta[ell].shape)
+                bwd.append((xnp.matmul, (Ds, As.transpose(0, 2, 1), dT)))
+                for k in range(ell, last + 1):
+                    bwd += self._decay(k, lam)
+        return bwd
+
+    def _phi_prime(self, ws: Workspace, ell: int, Dp: Array) -> Ops:
+        """δ(ℓ) ⊙= φ′(z(ℓ)) of hidden layer ``ell`` (0-based)."""
+        name = self.hidden[ell]
+        if phi_prime_kind(name) is None:  # φ′ ≡ 1
+            return []
+        if self.kernel is None:  # φ′ from the forward pass
+            return [(self.xnp.multiply, (Dp, ws.T[ell], Dp))]
+        dphi = FORMULAS[name + "_prime"].expression
+        stmt: list[tuple[str, ast.expr]] = [("d", ast.BinOp(ast.Name("d"), ast.Mult(), dphi))]
+        return self._calls(self._fused("delta_" + name, stmt, ("a",),
+                                       {"a": ws.A[ell + 1], "d": Dp}))
+
+    def _decay(self, ell: int, lam: float) -> Ops:
+        """Eqn (14)'s + λ W(ℓ), when λ ≠ 0."""
+        if not lam:
+            return []
+        arrays = {"d": self.dW[ell], "w": self.W[ell]}
+        return self._calls(self._exec("l2_grad", arrays, {"lam": lam},
+                                      temp=lambda: self.xnp.empty(self.W[ell].shape,
+                                                                  dtype=self.dtype)))
+
+    # -- the loss and δ(L) --------------------------------------------------------------------------
+    def _plan_loss(self, ws: Workspace) -> Callable[[], Any]:
+        """Σ ℓ over the batch (Eqns 4-6) and δ(L) / |B| (Eqns 10-12) into ``ws.DL``, one call."""
+        xnp, Z, D = self.xnp, ws.ZL, ws.DL
+        loss = LOSSES[CANONICAL[self.output]]
+        arrays = {"z": Z, "y": ws.Y, "d": D, "mx": ws.r1, "s": ws.r2, "e": ws.TL}
+        if self.output == "softmax":  # a = e / s, e = exp(z − max z), s = Σ e
+            a = FORMULAS["softmax_div"].expression
+            pre = [(xnp.maximum.reduce, (Z, 0, None, ws.r1, True))]
+            pre += self._calls(self._exec("softmax_exp", arrays))
+            pre += [(xnp.add.reduce, (ws.TL, 0, None, ws.r2, True))]
+        else:
+            a, pre = FORMULAS[self.output].expression, []
+        delta = substitute(FORMULAS["output_delta"].expression, {"a": a})
+        element = FORMULAS[loss.name].expression
+        if loss.on == "a":
+            element = substitute(element, {"a": a})
+        # δ(L) times 1/|B| in one kernel where the loss does not read δ(L) (the fused step)
+        fused_scale = self.kernel is not None and loss.on != "a"
+        if fused_scale:
+            scaled: list[tuple[str, ast.expr]] = [("d", ast.BinOp(delta, ast.Mult(),
+                                                                  ast.Name("scale")))]
+            scale_delta = self._fused("delta_" + self.output, scaled, ("z", "e", "s", "y", "scale"),
+                                      arrays, frozenset({"scale"}))
+        else:
+            pre += self._calls(self._fused("delta", [("d", delta)], ("z", "e", "s", "y"), arrays)
+                               if self.kernel is not None
+                               else self._program_of("delta", [("d", delta)], arrays))
+        known = {} if fused_scale else {ast.unparse(delta): D}
+        terms = [(1, element)]
+        if loss.logsumexp:  # Eqn (6)'s per-sample term
+            terms.append((1, FORMULAS["logsumexp"].expression))
+        j_loss = total(xnp, self.dtype, terms, arrays, ws.TL, name="loss", constant=self._constant,
+                       known=known,
+                       ones=lambda x: ws.ones if tuple(x.shape) == tuple(ws.ones.shape) else None)
+
+        def run() -> Any:
+            for f, args in pre:
+                f(*args)
+            if fused_scale:
+                scale_delta(ws.scale)
+            J = j_loss()
+            if not fused_scale:
+                xnp.multiply(D, ws.scale, D)  # the 1/|B| of Eqn (14), once, here
+            return J
+
+        return run
+
+    def _penalty(self, ws: Workspace) -> Any:
+        """Eqn (3)'s λ/2 Σ ‖W(ℓ)‖²_F (weights only): the l2 formula summed over each contiguous
+        Θ(ℓ), less over its bias column, in one program."""
+        prog = self._programs.get("l2")
+        if prog is None:
+            l2, arrays, terms = FORMULAS["l2"].expression, {}, []
+            for ell, (t, b) in enumerate(zip(self.Theta, self.b)):
+                arrays[f"t{ell}"], arrays[f"b{ell}"] = t, b
+                terms += [(1, substitute(l2, {"w": ast.Name(f"t{ell}")})),
+                          (-1, substitute(l2, {"w": ast.Name(f"b{ell}")}))]
+            prog = self._programs["l2"] = total(self.xnp, self.dtype, terms, arrays,
+                                                scalars=frozenset({"lam"}), name="l2")
+        return prog(ws.lam)
+
+    # -- executing a formula -------------------------------------------------------------------------
+    def _exec(self, name: str, arrays: dict[str, Array], fixed: dict[str, float] | None = None,
+              temp: Callable[[], Array] | None = None) -> Program | _Fused:
+        """The formula ``name`` on ``arrays``, its scalars fixed to ``fixed``: calls, or one
+        kernel (fused)."""
+        f = FORMULAS[name]
+        statements = f.specialize(f.key(fixed or {}))
+        if fixed:
+            statements = [(t, substitute(e, {k: ast.Constant(v) for k, v in fixed.items()}))
+                          for t, e in statements]
+        if self.kernel is not None:
+            return self._fused(name, statements, f.args, arrays)
+        return self._program_of(name, statements, arrays, temp)
+
+    def _program_of(self, name: str, statements: list[tuple[str, ast.expr]],
+                    arrays: dict[str, Array], temp: Callable[[], Array] | None = None) -> Program:
+        return program(self.xnp, self.dtype, statements, arrays, name=name, temp=temp,
+                       constant=self._constant)
+
+    def _constant(self, value: float, like: Array) -> Array:
+        """``value`` as an array shaped like ``like``: NumPy's maximum is several times faster
+        against an array of zeros than against the number 0."""
+        key = (value, tuple(like.shape))
+        if key not in self._constants:
+            self._constants[key] = self.xnp.full(like.shape, value, dtype=self.dtype)
+        return self._constants[key]
+
+    @staticmethod
+    def _calls(prog: Program | _Fused) -> Ops:
+        return [] if prog.source.endswith("pass\n") else [(prog.run, ())]
+
+    def _fused(self, name: str, statements: list[tuple[str, ast.expr]], args: tuple[str, ...],
+               arrays: dict[str, Array], scalars: frozenset[str] = frozenset()) -> _Fused:
+        """One kernel of the statements, a function of the scalars (sorted) like a program.
+        Names bound to the same buffer become one (the kernel's output)."""
+        assert self.kernel is not None
+        targets = {id(arrays[t]): t for t, _ in statements}
+        alias = {n: targets[id(a)] for n, a in arrays.items()
+                 if id(a) in targets and targets[id(a)] != n}
+        if alias:
+            statements = [(t, substitute(e, {k: ast.Name(v) for k, v in alias.items()}))
+                          for t, e in statements]
+        ins, outs, body, numbers = kernel_source(statements, tuple(args))
+        key = ("kernel", body, tuple(ins), tuple(outs))
+        if key not in self._programs:
+            self._programs[key] = self.kernel(f"vnn_{name}", ins, outs, body)
+        k, dt = self._programs[key], self.dtype.type
+        order = sorted(scalars)
+        fixed = [None if n in scalars else dt(numbers[n]) if n in numbers else arrays[n]
+                 for n in ins]
+        where = [(i, order.index(n)) for i, n in enumerate(ins) if n in scalars]
+        outputs = [arrays[n] for n in outs]
+
+        def run(*values: float) -> None:
+            call = list(fixed)
+            for i, j in where:
+                call[i] = dt(values[j])
+            k(*call, *outputs)
+
+        return _Fused(run, body + "\n")
+
+
+class _Fused:
+    """A kernel call in the form of a :class:`Program` (``run``, ``source``)."""
+
+    def __init__(self, run: Callable[..., None], source: str) -> None:
+        self.run, self.source = run, source
+
+    def __call__(self, *values: float) -> None:
+        self.run(*values)
