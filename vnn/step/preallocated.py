@@ -31,18 +31,15 @@ from typing import Any
 
 from vnn.math.formula import substitute
 from vnn.math.formulas import FORMULAS
-from vnn.math.losses import LOSSES
 from vnn.math.optimizers import Optimizer
-from vnn.step.compile import Program, kernel_source, program, total
+from vnn.step.compile import Program
+from vnn.step.executors import Calls, Fused, KernelMaker, Kernels
+from vnn.step.loss import CANONICAL, penalty, plan_loss
 from vnn.step.workspace import Workspace, phi_prime_kind
 
 Array = Any
 Ops = list[tuple[Any, tuple[Any, ...]]]
-#: kernel(name, inputs, outputs, body) -> f(*inputs, *outputs), outputs updated in place
-KernelMaker = Callable[[str, list[str], list[str], str], Any]
 
-#: output -> the loss it is paired with canonically (δ(L) = a − y, Eqns 10-12)
-CANONICAL = {loss.canonical: name for name, loss in LOSSES.items()}
 
 
 def supports(output: str, loss: str) -> bool:
@@ -61,6 +58,9 @@ class PreallocatedStep:
         (scikit-learn's ``alpha``). ``kernel`` compiles a formula into one kernel (fused)."""
         self.xnp, self.hidden, self.output, self.lam = xnp, hidden, output, lam
         self.l2_per_sample, self.kernel = l2_per_sample, kernel
+        self.dtype = W[0].dtype
+        #: how a formula runs on buffers: generated ufunc calls, or one kernel each (fused)
+        self.execute = Calls(xnp, self.dtype) if kernel is None else Kernels(xnp, self.dtype, kernel)
         self.optimizer, self._take = optimizer, take
         self.dtype = W[0].dtype
         self.sizes = [W[0].shape[1]] + [w.shape[0] for w in W]
@@ -81,7 +81,6 @@ class PreallocatedStep:
         self._ws: dict[int, Workspace] = {}
         self._programs: dict[Any, Any] = {}  # compiled updates, by specialisation
         self._last_update: tuple[tuple[float, ...], Any, Callable[[], None]] | None = None
-        self._constants: dict[tuple[float, tuple[int, ...]], Array] = {}
         #: data-parallel training: reduce(G, n) turns this rank's gradient into the global one
         self.reduce: Callable[[Array, int], None] | None = None
         # Eqn (15) with η already inside G: the sgd formula with lr = 1
@@ -121,7 +120,7 @@ class PreallocatedStep:
         ws = self._ws.get(n)
         if ws is None:
             ws = self._ws[n] = Workspace(self.xnp, n, self.sizes, self.dtype, self.hidden,
-                                         phi_prime=self.kernel is None)
+                                         phi_prime=not self.execute.fuses)
             ws.lam = self.lam / n if self.l2_per_sample else self.lam
             self.plan(ws)
         return ws
@@ -195,11 +194,8 @@ class PreallocatedStep:
     def _update_program(self, scalars: dict[str, float], f: Any) -> Callable[..., Any]:
         arrays = {"p": self.P, "g": self.G, **{n: s[0] for n, s in
                                                zip(self.optimizer.state_names, self.state)}}
-        statements = f.specialize(f.key(scalars))
-        if self.kernel is None:
-            return program(self.xnp, self.dtype, statements, arrays, f.scalars, name=f.name,
-                           temp=lambda: self.xnp.empty_like(self.P), consumable=frozenset("g"))
-        return self._fused(f.name, statements, f.args, arrays, f.scalars)
+        return self.execute(f.name, f.specialize(f.key(scalars)), f.args, arrays, f.scalars,
+                            temp=lambda: self.xnp.empty_like(self.P), consumable=frozenset("g"))
 
     # -- the plan --------------------------------------------------------------------------------------
     def plan(self, ws: Workspace) -> None:
@@ -212,12 +208,12 @@ class PreallocatedStep:
             fwd.append((xnp.matmul, (self.Theta[ell], ws.Ahat[ell], A)))
             fwd += self._calls(self._exec(self.hidden[ell], {"z": A, "a": A}))
         fwd.append((xnp.matmul, (self.Theta[L - 1], ws.Ahat[L - 1], ws.ZL)))  # z(L)
-        if self.kernel is None:  # φ′ of every hidden layer, a run of layers per call
+        if not self.execute.fuses:  # φ′ of every hidden layer, a run of layers per call
             for name, Ahid, T in ws.phi_groups:
                 if T is not None:
                     fwd += self._calls(self._exec(name + "_prime", {"a": Ahid, "d": T}))
         ws.forward = fwd
-        ws.loss = self._plan_loss(ws)
+        ws.loss = plan_loss(self.execute, self.xnp, self.dtype, self.output, ws)
         ws.backward = self._plan_backward(ws)
 
     def _plan_backward(self, ws: Workspace) -> Ops:
@@ -248,12 +244,12 @@ class PreallocatedStep:
         name = self.hidden[ell]
         if phi_prime_kind(name) is None:  # φ′ ≡ 1
             return []
-        if self.kernel is None:  # φ′ from the forward pass
+        if not self.execute.fuses:  # φ′ from the forward pass
             return [(self.xnp.multiply, (Dp, ws.T[ell], Dp))]
         dphi = FORMULAS[name + "_prime"].expression
         stmt: list[tuple[str, ast.expr]] = [("d", ast.BinOp(ast.Name("d"), ast.Mult(), dphi))]
-        return self._calls(self._fused("delta_" + name, stmt, ("a",),
-                                       {"a": ws.A[ell + 1], "d": Dp}))
+        return self._calls(self.execute("delta_" + name, stmt, ("a",),
+                                        {"a": ws.A[ell + 1], "d": Dp}))
 
     def _decay(self, ell: int, lam: float) -> Ops:
         """Eqn (14)'s + λ W(ℓ), when λ ≠ 0."""
@@ -264,71 +260,16 @@ class PreallocatedStep:
                                       temp=lambda: self.xnp.empty(self.W[ell].shape,
                                                                   dtype=self.dtype)))
 
-    # -- the loss and δ(L) --------------------------------------------------------------------------
-    def _plan_loss(self, ws: Workspace) -> Callable[[], Any]:
-        """Σ ℓ over the batch (Eqns 4-6) and δ(L) / |B| (Eqns 10-12) into ``ws.DL``, one call."""
-        xnp, Z, D = self.xnp, ws.ZL, ws.DL
-        loss = LOSSES[CANONICAL[self.output]]
-        arrays = {"z": Z, "y": ws.Y, "d": D, "mx": ws.r1, "s": ws.r2, "e": ws.TL}
-        if self.output == "softmax":  # a = e / s, e = exp(z − max z), s = Σ e
-            a = FORMULAS["softmax_div"].expression
-            pre = [(xnp.maximum.reduce, (Z, 0, None, ws.r1, True))]
-            pre += self._calls(self._exec("softmax_exp", arrays))
-            pre += [(xnp.add.reduce, (ws.TL, 0, None, ws.r2, True))]
-        else:
-            a, pre = FORMULAS[self.output].expression, []
-        delta = substitute(FORMULAS["output_delta"].expression, {"a": a})
-        element = FORMULAS[loss.name].expression
-        if loss.on == "a":
-            element = substitute(element, {"a": a})
-        # δ(L) times 1/|B| in one kernel where the loss does not read δ(L) (the fused step)
-        fused_scale = self.kernel is not None and loss.on != "a"
-        if fused_scale:
-            scaled: list[tuple[str, ast.expr]] = [("d", ast.BinOp(delta, ast.Mult(),
-                                                                  ast.Name("scale")))]
-            scale_delta = self._fused("delta_" + self.output, scaled, ("z", "e", "s", "y", "scale"),
-                                      arrays, frozenset({"scale"}))
-        else:
-            pre += self._calls(self._fused("delta", [("d", delta)], ("z", "e", "s", "y"), arrays)
-                               if self.kernel is not None
-                               else self._program_of("delta", [("d", delta)], arrays))
-        known = {} if fused_scale else {ast.unparse(delta): D}
-        terms = [(1, element)]
-        if loss.logsumexp:  # Eqn (6)'s per-sample term
-            terms.append((1, FORMULAS["logsumexp"].expression))
-        j_loss = total(xnp, self.dtype, terms, arrays, ws.TL, name="loss", constant=self._constant,
-                       known=known,
-                       ones=lambda x: ws.ones if tuple(x.shape) == tuple(ws.ones.shape) else None)
-
-        def run() -> Any:
-            for f, args in pre:
-                f(*args)
-            if fused_scale:
-                scale_delta(ws.scale)
-            J = j_loss()
-            if not fused_scale:
-                xnp.multiply(D, ws.scale, D)  # the 1/|B| of Eqn (14), once, here
-            return J
-
-        return run
-
     def _penalty(self, ws: Workspace) -> Any:
-        """Eqn (3)'s λ/2 Σ ‖W(ℓ)‖²_F (weights only): the l2 formula summed over each contiguous
-        Θ(ℓ), less over its bias column, in one program."""
+        """Eqn (3)'s λ/2 Σ ‖W(ℓ)‖²_F of this step."""
         prog = self._programs.get("l2")
         if prog is None:
-            l2, arrays, terms = FORMULAS["l2"].expression, {}, []
-            for ell, (t, b) in enumerate(zip(self.Theta, self.b)):
-                arrays[f"t{ell}"], arrays[f"b{ell}"] = t, b
-                terms += [(1, substitute(l2, {"w": ast.Name(f"t{ell}")})),
-                          (-1, substitute(l2, {"w": ast.Name(f"b{ell}")}))]
-            prog = self._programs["l2"] = total(self.xnp, self.dtype, terms, arrays,
-                                                scalars=frozenset({"lam"}), name="l2")
+            prog = self._programs["l2"] = penalty(self.xnp, self.dtype, self.Theta, self.b)
         return prog(ws.lam)
 
     # -- executing a formula -------------------------------------------------------------------------
     def _exec(self, name: str, arrays: dict[str, Array], fixed: dict[str, float] | None = None,
-              temp: Callable[[], Array] | None = None) -> Program | _Fused:
+              temp: Callable[[], Array] | None = None) -> Program | Fused:
         """The formula ``name`` on ``arrays``, its scalars fixed to ``fixed``: calls, or one
         kernel (fused)."""
         f = FORMULAS[name]
@@ -336,63 +277,9 @@ class PreallocatedStep:
         if fixed:
             statements = [(t, substitute(e, {k: ast.Constant(v) for k, v in fixed.items()}))
                           for t, e in statements]
-        if self.kernel is not None:
-            return self._fused(name, statements, f.args, arrays)
-        return self._program_of(name, statements, arrays, temp)
+        return self.execute(name, statements, f.args, arrays, temp=temp)
 
-    def _program_of(self, name: str, statements: list[tuple[str, ast.expr]],
-                    arrays: dict[str, Array], temp: Callable[[], Array] | None = None) -> Program:
-        return program(self.xnp, self.dtype, statements, arrays, name=name, temp=temp,
-                       constant=self._constant)
-
-    def _constant(self, value: float, like: Array) -> Array:
-        """``value`` as an array shaped like ``like``: NumPy's maximum is several times faster
-        against an array of zeros than against the number 0."""
-        key = (value, tuple(like.shape))
-        if key not in self._constants:
-            self._constants[key] = self.xnp.full(like.shape, value, dtype=self.dtype)
-        return self._constants[key]
 
     @staticmethod
-    def _calls(prog: Program | _Fused) -> Ops:
+    def _calls(prog: Program | Fused) -> Ops:
         return [] if prog.source.endswith("pass\n") else [(prog.run, ())]
-
-    def _fused(self, name: str, statements: list[tuple[str, ast.expr]], args: tuple[str, ...],
-               arrays: dict[str, Array], scalars: frozenset[str] = frozenset()) -> _Fused:
-        """One kernel of the statements, a function of the scalars (sorted) like a program.
-        Names bound to the same buffer become one (the kernel's output)."""
-        assert self.kernel is not None
-        targets = {id(arrays[t]): t for t, _ in statements}
-        alias = {n: targets[id(a)] for n, a in arrays.items()
-                 if id(a) in targets and targets[id(a)] != n}
-        if alias:
-            statements = [(t, substitute(e, {k: ast.Name(v) for k, v in alias.items()}))
-                          for t, e in statements]
-        ins, outs, body, numbers = kernel_source(statements, tuple(args))
-        key = ("kernel", body, tuple(ins), tuple(outs))
-        if key not in self._programs:
-            self._programs[key] = self.kernel(f"vnn_{name}", ins, outs, body)
-        k, dt = self._programs[key], self.dtype.type
-        order = sorted(scalars)
-        fixed = [None if n in scalars else dt(numbers[n]) if n in numbers else arrays[n]
-                 for n in ins]
-        where = [(i, order.index(n)) for i, n in enumerate(ins) if n in scalars]
-        outputs = [arrays[n] for n in outs]
-
-        def run(*values: float) -> None:
-            call = list(fixed)
-            for i, j in where:
-                call[i] = dt(values[j])
-            k(*call, *outputs)
-
-        return _Fused(run, body + "\n")
-
-
-class _Fused:
-    """A kernel call in the form of a :class:`Program` (``run``, ``source``)."""
-
-    def __init__(self, run: Callable[..., None], source: str) -> None:
-        self.run, self.source = run, source
-
-    def __call__(self, *values: float) -> None:
-        self.run(*values)
