@@ -65,8 +65,7 @@ class VnnRunner(Runner):
         self.name = f"vnn-{be.name}" + ("" if fast_path else "-portable")
         X, y = w.data(steps, dtype)
         with be.activate():
-            self.A = self.net._inputs(X)
-            self.Y = self.net._targets(y, X.shape[0])
+            self.A, self.Y, _ = self.net.prepare(X, y)
             self.trainer = vnn.train.Trainer(self.net, vnn.SGD(LR), 0.0)
         self.be = be
 

@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 from conftest import host, make
 
+from vnn.math import activations, losses
 from vnn.step import portable as backprop
 
 
 def _deltas(net, X, y):
     """δ(1..L) of the network on the batch (per sample, rows), through the library's backprop."""
-    A = net._inputs(X)
-    Y = net._targets(y, A.shape[0])
-    Zs, As = backprop.forward(net.xp, net._W, net._b, net._hidden, net._output, A)
-    return [host(d) for d in backprop.deltas(net.xp, net._W, net._hidden, net._output,
-                                             net._loss, Zs, As, Y)]
+    A, Y, _ = net.prepare(X, y)
+    Zs, As = net.propagate(A)
+    hidden = [activations.get(a) for a in net.activation]
+    output, loss = losses.resolve(net.output, net.loss)
+    return [host(d) for d in backprop.deltas(net.xp, net.theta[0::2], hidden, output, loss,
+                                             Zs, As, Y)]
 
 
 def test_eqn11_binary_cross_entropy_delta(backend):

@@ -96,7 +96,7 @@ def test_fast_step_keeps_optimizer_state_across_fits(fast_backend):
 def test_non_canonical_pairing_uses_the_portable_step(fast_backend):
     X, y, _ = _data("softmax")
     net = make(fast_backend, [5, 4, 3], output="softmax", loss="squared_error", seed=0)
-    assert net.backend.fast_step(net._W, net._b, ["relu"], "softmax", "squared_error", 0.0,
+    assert net.backend.fast_step(net.theta[0::2], net.theta[1::2], ["relu"], "softmax", "squared_error", 0.0,
                                  vnn.SGD(0.1)) is None
     h = net.fit(X, y, epochs=2, batch_size=8)
     assert h.loss[-1] < h.loss[0]
@@ -133,7 +133,7 @@ def test_l2_per_sample_fast_step_equals_portable(fast_backend):
         net.fast_path = fast
         trainer = vnn.train.Trainer(net, vnn.SGD(0.1), 0.5, l2_per_sample=True)
         with net.backend.activate():
-            A, Y = net._inputs(X), net._targets(y, X.shape[0])
+            A, Y, _ = net.prepare(X, y)
             for start in range(0, 37, 8):
                 trainer(A, Y, slice(start, min(start + 8, 37)))
         nets.append(net)
@@ -143,7 +143,7 @@ def test_l2_per_sample_fast_step_equals_portable(fast_backend):
     net = make(fast_backend, [5, 6, 3], output="softmax", dtype="float64", seed=4)
     trainer = vnn.train.Trainer(net, vnn.SGD(0.1), 0.5)
     with net.backend.activate():
-        A, Y = net._inputs(X), net._targets(y, X.shape[0])
+        A, Y, _ = net.prepare(X, y)
         for start in range(0, 37, 8):
             trainer(A, Y, slice(start, min(start + 8, 37)))
     assert np.abs(host(net.weights[0]) - host(nets[0].weights[0])).max() > 1e-3

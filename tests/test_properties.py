@@ -158,7 +158,7 @@ def test_loss_and_gradients_stay_finite(arch, n, dtype, backend, seed, x_scale, 
         a = vnn.to_numpy(net.forward(X))
         # one training step (NumPy: the preallocated step, which computes the loss its own way)
         trainer = vnn.train.Trainer(net, vnn.SGD(1e-3), lam)
-        A, Y = net._inputs(X), net._targets(y, n)
+        A, Y, _ = net.prepare(X, y)
         J_step = float(vnn.to_numpy(trainer(A, Y, slice(0, n))))
     assert np.isfinite(J_step), J_step
     assert np.isfinite(J), J
@@ -289,7 +289,7 @@ def test_training_steps_do_not_grow_memory():
     y = rng.integers(0, 4, size=rows)
     net = vnn.MLP([16, 32, 4], activation="relu", output="softmax", seed=0)
     trainer = vnn.train.Trainer(net, vnn.SGD(0.01), 1e-4)
-    A, Y = net._inputs(X), net._targets(y, rows)
+    A, Y, _ = net.prepare(X, y)
     slices = [slice(i, i + batch) for i in range(0, rows, batch)]
 
     def train(steps: int) -> None:

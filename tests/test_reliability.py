@@ -30,7 +30,7 @@ def _steps(net, X, Y, lr, batches):
     """An independent replay: ``batches`` SGD steps through the Trainer, no fit loop."""
     trainer = Trainer(net, vnn.SGD(lr), 0.0)
     with net.backend.activate():
-        A, T = net._inputs(X), net._targets(Y, X.shape[0])
+        A, T, _ = net.prepare(X, Y)
         for b in batches:
             trainer(A, T, b)
 

@@ -192,7 +192,7 @@ def test_shuffled_zero_weight_batches_are_skipped_every_epoch(backend):
     ref = make(backend, [4, 5, 1], dtype="float64", seed=11)
     trainer, steps, be = Trainer(ref, vnn.SGD(0.1), 0.0), 0, ref.backend
     with be.activate():
-        A, T, V = ref._inputs(X), ref._targets(y, n), ref._weights(w, n)
+        A, T, V = ref.prepare(X, y, w)
         for _ in range(4):
             perm = ref.rng.permutation(n)
             for a in range(0, n, bs):
@@ -416,7 +416,7 @@ def test_resume_is_checked_before_the_data(monkeypatch):
     net = vnn.MLP([4, 1])
     X, y = _regression()
     moved = []
-    monkeypatch.setattr(vnn.MLP, "_inputs", lambda *a, **k: moved.append(1))
+    monkeypatch.setattr(vnn.MLP, "prepare", lambda *a, **k: moved.append(1))
     with pytest.raises(TypeError, match="resume=5 is not a file path"):
         net.fit(X, y, resume=5)
     with pytest.raises(FileNotFoundError, match="resume: the checkpoint file does not exist"):

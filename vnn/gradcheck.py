@@ -23,10 +23,10 @@ def numerical_gradients(net: MLP, X: Any, y: Any, l2: float = 0.0,
     be = net.backend
     if eps is None:
         eps = 1e-6 if net.dtype == "float64" else 1e-2
-    A, lam = net._inputs(X), float(l2)
-    Y = net._targets(y, A.shape[0])
-    saved_W, saved_b = list(net._W), list(net._b)
-    host = [be.to_numpy(p).astype("float64") for pair in zip(saved_W, saved_b) for p in pair]
+    A, Y, _ = net.prepare(X, y)
+    lam = float(l2)
+    saved = net.theta
+    host = [be.to_numpy(p).astype("float64") for p in saved]
     out = []
     try:
         for k, theta in enumerate(host):
@@ -38,23 +38,21 @@ def numerical_gradients(net: MLP, X: Any, y: Any, l2: float = 0.0,
                 for sign in (1.0, -1.0):
                     flat[i] = orig + sign * eps
                     _set(net, k, theta)
-                    J, _ = net._loss_and_gradients(A, Y, lam)
+                    J = net.risk(A, Y, lam)
                     values.append(float(be.to_numpy(J)))
                 flat[i] = orig
                 gflat[i] = (values[0] - values[1]) / (2.0 * eps)
             _set(net, k, theta)
             out.append(grad)
     finally:
-        net._W, net._b = saved_W, saved_b
+        net.theta = saved
     return [(out[2 * i], out[2 * i + 1]) for i in range(len(out) // 2)]
 
 
 def _set(net: MLP, k: int, value: Any) -> None:
-    arr = net.backend.from_host(value, net.dtype)
-    if k % 2 == 0:
-        net._W[k // 2] = arr
-    else:
-        net._b[k // 2] = arr
+    theta = net.theta
+    theta[k] = net.backend.from_host(value, net.dtype)
+    net.theta = theta
 
 
 def check_gradients(net: MLP, X: Any, y: Any, l2: float = 0.0, eps: float | None = None) -> float:

@@ -206,15 +206,6 @@ class MLP:
         return memory.parameter_count(self._sizes)
 
     # -- data ---------------------------------------------------------------------------------------
-    def _inputs(self, X: Any, name: str = "X") -> Array:
-        return data.inputs(self._be, X, self._sizes[0], self._dtype_name, name)
-
-    def _targets(self, y: Any, n: int, name: str = "y") -> Array:
-        return data.targets(self._be, y, n, self._sizes[-1], self.output, self._dtype_name, name)
-
-    def _weights(self, w: Any, n: int, name: str = "sample_weight") -> Array | None:
-        return None if w is None else data.sample_weights(self._be, w, n, self._dtype_name, name)
-
     def to_numpy(self, array: Any) -> Any:
         """Copy an array of this model's backend (an output, a weight) to a NumPy array."""
         return self._be.to_numpy(array)
@@ -227,8 +218,7 @@ class MLP:
 
     # -- the math ----------------------------------------------------------------------------------
     def _forward(self, A: Array) -> Array:
-        _, As = backprop.forward(self.xp, self._W, self._b, self._hidden, self._output, A)
-        return As[-1]
+        return self.propagate(A)[1][-1]
 
     @on_device
     def forward(self, X: Any) -> Array:
@@ -237,7 +227,7 @@ class MLP:
 
         A batch whose activations would not fit in memory is run in chunks of rows (the same
         values: rows are independent); see :func:`vnn.memory.forward_rows`."""
-        A = self._inputs(X)
+        A = self.prepare(X)[0]
         n = A.shape[0]
         rows = memory.forward_rows(self._be, self._sizes, self._dtype_name, n)
         if rows >= n:
@@ -267,10 +257,50 @@ class MLP:
             return labels[:, 0] if self._sizes[-1] == 1 else labels
         return a[:, 0] if self._sizes[-1] == 1 else a
 
-    def _loss_and_gradients(self, A: Array, Y: Array, l2: float, v: Array | None = None
-                            ) -> tuple[Array, list[tuple[Array, Array]]]:
+    # -- what the library's training code uses: prepared device arrays, nothing checked again ---
+    @property
+    def theta(self) -> list[Array]:
+        """[W1, b1, ..., WL, bL]: the parameters themselves (not copies), in the order of the
+        optimizer's state and of model files."""
+        return [p for pair in zip(self._W, self._b) for p in pair]
+
+    @theta.setter
+    def theta(self, params: Sequence[Array]) -> None:
+        """The parameters replaced by arrays already on the model's device with the same shapes
+        (a step's result, a restored snapshot): not checked or copied."""
+        self._W, self._b = list(params[0::2]), list(params[1::2])
+
+    def prepare(self, X: Any, y: Any = None, sample_weight: Any = None, *, x_name: str = "X",
+                y_name: str = "y", weight_name: str = "sample_weight") -> tuple[Any, Any, Any]:
+        """(A, Y, V): inputs (n, m_0), targets (n, m_L) (labels one-hot) and sample weights (n,)
+        on the model's device and dtype, each checked once, here; None where not given."""
+        A = data.inputs(self._be, X, self._sizes[0], self._dtype_name, x_name)
+        n = A.shape[0]
+        Y = None if y is None else data.targets(self._be, y, n, self._sizes[-1], self.output,
+                                                self._dtype_name, y_name)
+        V = None if sample_weight is None else data.sample_weights(
+            self._be, sample_weight, n, self._dtype_name, weight_name)
+        return A, Y, V
+
+    def propagate(self, A: Array) -> tuple[list[Array], list[Array]]:
+        """Eqns (1)-(2) on a prepared batch: z(1..L) and a(0..L)."""
+        return backprop.forward(self.xp, self._W, self._b, self._hidden, self._output, A)
+
+    def risk(self, A: Array, Y: Array, lam: float, v: Array | None = None) -> Array:
+        """Eqn (3) on a prepared batch, a 0-d array on the device."""
+        Zs, As = self.propagate(A)
+        return backprop.risk(self.xp, self._loss, Zs, As, Y, self._W, lam, v)
+
+    def gradients(self, A: Array, Y: Array, lam: float, v: Array | None = None
+                  ) -> tuple[Array, list[tuple[Array, Array]]]:
+        """Eqn (3) and ``[(dW, db), ...]`` of Eqn (14) on a prepared batch (the portable step)."""
         return backprop.loss_and_gradients(self.xp, self._W, self._b, self._hidden, self._output,
-                                           self._loss, A, Y, l2, v)
+                                           self._loss, A, Y, lam, v)
+
+    @property
+    def init(self) -> str | None:
+        """The initialisation asked for (None: §1.7's choice per layer)."""
+        return self._init
 
     @on_device
     def loss_and_gradients(self, X: Any, y: Any, l2: float = 0.0, sample_weight: Any = None
@@ -281,10 +311,8 @@ class MLP:
         (n,) the average over the batch is weighted: Σ_i v_i ℓ_i / Σ_i v_i.
         """
         lam = check_l2(l2)
-        A = self._inputs(X)
-        Y = self._targets(y, A.shape[0])
-        V = self._weights(sample_weight, A.shape[0])
-        J, grads = self._loss_and_gradients(A, Y, lam, V)
+        A, Y, V = self.prepare(X, y, sample_weight)
+        J, grads = self.gradients(A, Y, lam, V)
         return float(self._be.to_numpy(J)), grads
 
     @on_device

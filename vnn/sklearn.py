@@ -334,9 +334,7 @@ class _BaseMLP(BaseEstimator):
         opt = self._optimizer  # room for training's buffers, checked before any data is moved
         memory.check_fit(net, opt.n_state, n_train, batch_size, float(self.alpha),
                          memory.data_bytes(net, X, Y, sample_weight))
-        A_all = net._inputs(X)
-        Y_all = net._targets(Y, n)
-        V_all = None if sample_weight is None else net._weights(sample_weight, n)
+        A_all, Y_all, V_all = net.prepare(X, Y, sample_weight)
 
         def rows(A: Any, idx: np.ndarray | None) -> Any:
             return A if idx is None or A is None else xp.take(A, be.from_host(idx), axis=0)
@@ -415,7 +413,7 @@ class _BaseMLP(BaseEstimator):
         denom: Any = size
         if V is not None:
             denom = xp.sum(V[r] if isinstance(r, slice) else xp.take(V, r, axis=0))
-        return backprop.l2_penalty(xp, net._W, 1.0) * (self.alpha / denom)  # Eqn (3), λ = 1, scaled
+        return backprop.l2_penalty(xp, net.theta[0::2], 1.0) * (self.alpha / denom)  # Eqn (3)
 
     def _update_no_improvement_count(self, net: MLP, val: Any, k_avg: int) -> None:
         if val is not None:
@@ -448,10 +446,10 @@ class _BaseMLP(BaseEstimator):
     def _loss_on(self, net: MLP, A: Any, Y: Any, V: Any, k_avg: int) -> float:
         """scikit-learn's loss (with its L2 term, alpha / Σ v) on held-out data."""
         xp = net.xp
-        Zs, As = backprop.forward(xp, net._W, net._b, net._hidden, net._output, A)
-        data = backprop.risk(xp, net._loss, Zs, As, Y, net._W, 0.0, V)
+        data = net.risk(A, Y, 0.0, V)
         denom = A.shape[0] if V is None else xp.sum(V)
-        reg = backprop.l2_penalty(xp, net._W, 1.0) * (self.alpha / denom) if self.alpha else 0.0
+        reg = (backprop.l2_penalty(xp, net.theta[0::2], 1.0) * (self.alpha / denom)
+               if self.alpha else 0.0)
         return float(backends.to_numpy(data / k_avg + reg))
 
     # -- prediction ----------------------------------------------------------------------------
@@ -582,7 +580,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return True
 
     def _score_on(self, net: MLP, A: Any, Y: np.ndarray, V: Any) -> float:
-        p = backends.to_numpy(net._forward(A))
+        p = backends.to_numpy(net.propagate(A)[1][-1])
         w = None if V is None else backends.to_numpy(V)
         return float(accuracy_score(self._labels(Y), self._labels(p), sample_weight=w))
 
@@ -686,7 +684,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "identity"
 
     def _score_on(self, net: MLP, A: Any, Y: Any, V: Any) -> float:
-        pred = backends.to_numpy(net._forward(A))
+        pred = backends.to_numpy(net.propagate(A)[1][-1])
         w = None if V is None else backends.to_numpy(V)
         return float(r2_score(backends.to_numpy(Y), pred, sample_weight=w))
 

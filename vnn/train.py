@@ -19,7 +19,6 @@ from vnn import memory
 from vnn.math.optimizers import Adam, Optimizer
 from vnn.network import check_l2
 from vnn.numbers import shown
-from vnn.step import portable as backprop
 
 if TYPE_CHECKING:
     from vnn.distributed import Communicator
@@ -160,7 +159,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
                           stacklevel=4)
     assert optimizer is not None
     if comm is not None:  # every rank starts from rank 0's parameters
-        for p in [*net._W, *net._b]:
+        for p in net.theta:
             comm.bcast_(p)
     trainer = Trainer(net, optimizer, lam, reduce=None if comm is None else comm.reduce_gradient)
     run = _Run(net, trainer, optimizer, on_nonfinite, comm, batch_size)
@@ -240,14 +239,12 @@ def _data(net: MLP, X: Any, y: Any, sample_weight: Any, validation_data: Any,
                      min(128, n) if batch_size is None else batch_size, lam,
                      memory.data_bytes(net, X, y, sample_weight, validation_data),
                      0 if validation_data is None else memory.rows(validation_data[0]))
-    A = net._inputs(X, "X")
-    n = A.shape[0]
-    Y = net._targets(y, n, "y")
-    V = net._weights(sample_weight, n)
+    A, Y, V = net.prepare(X, y, sample_weight)
     val = None
     if validation_data is not None:
-        Av = net._inputs(validation_data[0], "validation_data[0]")
-        val = (Av, net._targets(validation_data[1], Av.shape[0], "validation_data[1]"))
+        Av, Yv, _ = net.prepare(validation_data[0], validation_data[1],
+                                x_name="validation_data[0]", y_name="validation_data[1]")
+        val = (Av, Yv)
     return A, Y, V, val
 
 
@@ -375,7 +372,7 @@ class _Run:
         return done  # the replay stayed finite (the failure did not recur)
 
     def _params(self) -> list[Array]:
-        return [*self.net._W, *self.net._b]
+        return self.net.theta
 
     def _finite(self) -> bool:
         xp, be = self.net.xp, self.net.backend
@@ -443,10 +440,11 @@ class Trainer:
         self.l2_per_sample, self.reduce = l2_per_sample, reduce
         self.fast = None
         if net.fast_path:
-            self.fast = net.backend.fast_step(net._W, net._b, [h.name for h in net._hidden],
+            theta = net.theta
+            self.fast = net.backend.fast_step(theta[0::2], theta[1::2], net.activation,
                                               net.output, net.loss, lam, optimizer, l2_per_sample)
-        if self.fast is not None:
-            net._W, net._b = list(self.fast.W), list(self.fast.b)  # views of its flat buffer
+        if self.fast is not None:  # views of its flat buffer
+            net.theta = [p for pair in zip(self.fast.W, self.fast.b) for p in pair]
             self.fast.reduce = reduce
 
     def __call__(self, A: Array, Y: Array, rows: Any, V: Array | None = None) -> Array:
@@ -471,10 +469,10 @@ def step(net: MLP, optimizer: Optimizer, A: Array, Y: Array, lam: float,
     ``reduce(buffer, n)`` (data-parallel training) receives all gradients packed into one
     contiguous buffer and turns them into the global batch's gradient in place."""
     xp = net.xp
-    params = [p for pair in zip(net._W, net._b) for p in pair]
+    params = net.theta
     n = A.shape[0]
     if n:
-        J, grads = net._loss_and_gradients(A, Y, lam, v)
+        J, grads = net.gradients(A, Y, lam, v)
         flat = [g for pair in grads for g in pair]
     else:  # an empty shard of a distributed batch
         J, flat = 0.0, [xp.zeros_like(p) for p in params]
@@ -484,15 +482,13 @@ def step(net: MLP, optimizer: Optimizer, A: Array, Y: Array, lam: float,
         sizes = [math.prod(g.shape) for g in flat]
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         flat = [xp.reshape(buf[o:o + k], g.shape) for o, k, g in zip(offsets, sizes, flat)]
-    new = optimizer.step(net.xp, params, flat)
-    net._W, net._b = new[0::2], new[1::2]
+    net.theta = optimizer.step(net.xp, params, flat)
     return J
 
 
 def evaluate(net: MLP, A: Array, Y: Array, lam: float) -> float:
     """Eqn (3) on (A, Y) without updating anything."""
-    Zs, As = backprop.forward(net.xp, net._W, net._b, net._hidden, net._output, A)
-    return float(net.backend.to_numpy(backprop.risk(net.xp, net._loss, Zs, As, Y, net._W, lam)))
+    return float(net.backend.to_numpy(net.risk(A, Y, lam)))
 
 
 def _report(epoch: int, epochs: int, h: History) -> None:

@@ -76,7 +76,7 @@ def save(net: MLP, path: PathLike, *, optimizer: Optimizer | None = None, epoch:
 
     meta = {"format": schema.FORMAT, "format_version": schema.FORMAT_VERSION,
             "vnn_version": vnn.__version__, "sizes": net.sizes, "activation": net.activation,
-            "output": net.output, "loss": net.loss, "dtype": net.dtype, "init": net._init,
+            "output": net.output, "loss": net.loss, "dtype": net.dtype, "init": net.init,
             "seed": net.seed, "rng": _rng_state(net), "optimizer": opt_meta, "epoch": epoch,
             "history": hist_meta, "extra": extra, "tensors": names}
     try:
