@@ -220,3 +220,35 @@ def test_import_vnn_beside_a_users_own_backends_package(tmp_path):
                           text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
+
+
+def test_loading_and_predicting_draw_no_initial_weights(tmp_path, monkeypatch):
+    """A model file and a fitted estimator become a model through MLP.from_parameters: their
+    parameters are checked and copied once, no initial weights drawn only to be overwritten."""
+    from vnn.sklearn import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 3)), rng.integers(0, 2, size=20)
+    net = vnn.MLP([3, 4, 2], output="softmax", seed=0)
+    net.fit(X, y, epochs=1)
+    net.save(tmp_path / "m.safetensors")
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    want = host(net.forward(X)), est.predict_proba(X)
+
+    def no_draw(*args, **kwargs):
+        raise AssertionError("initial weights drawn")
+
+    monkeypatch.setattr("vnn.network.initial_weights", no_draw)
+    loaded = vnn.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(host(loaded.forward(X)), want[0])
+    np.testing.assert_array_equal(est.predict_proba(X), want[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.partial_fit(X, y)  # continues from its parameters
+    with pytest.raises(ValueError, match="weights must be a non-empty list"):
+        vnn.MLP.from_parameters([], [])

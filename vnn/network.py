@@ -93,6 +93,39 @@ class MLP:
                  output: str = "identity", *, loss: str | None = None, init: str | None = None,
                  device: str | None = "cpu", backend: str | None = None,
                  dtype: str = "float32", seed: int | None = None) -> None:
+        self._configure(sizes, activation, output, loss, init, device, backend, dtype, seed)
+        layer_acts = [h.name for h in self._hidden] + [self._output.name]
+        xp = self.xp
+        with self._be.activate():
+            self._W = []
+            for W in initial_weights(self.rng, self._sizes, layer_acts, self._init):  # §1.7
+                self._W.append(self._be.from_host(W, self._dtype_name))
+                del W  # the float64 draw goes before the next layer's is made
+            self._b = [xp.zeros((m,), dtype=self._dtype, device=self._be.device)
+                       for m in self._sizes[1:]]
+
+    @classmethod
+    def from_parameters(cls, weights: Sequence[Any], biases: Sequence[Any],
+                        activation: str | Sequence[str] = "relu", output: str = "identity", *,
+                        loss: str | None = None, init: str | None = None,
+                        device: str | None = "cpu", backend: str | None = None,
+                        dtype: str = "float32", seed: int | None = None) -> MLP:
+        """A network with these parameters (``weights[ℓ]`` of shape (m_ℓ, m_{ℓ−1}), NumPy or the
+        backend's arrays), checked and copied once; no initial weights are drawn."""
+        Ws = list(weights)
+        if not Ws or any(len(getattr(w, "shape", ())) != 2 for w in Ws):
+            raise ValueError("weights must be a non-empty list of 2-d arrays W(ℓ) of shape "
+                             "(m_ℓ, m_{ℓ−1})")
+        net = cls.__new__(cls)
+        net._configure([int(Ws[0].shape[1])] + [int(w.shape[0]) for w in Ws], activation, output,
+                       loss, init, device, backend, dtype, seed)
+        net.weights, net.biases = Ws, biases
+        return net
+
+    def _configure(self, sizes: Sequence[int], activation: str | Sequence[str], output: str,
+                   loss: str | None, init: str | None, device: str | None, backend: str | None,
+                   dtype: str, seed: int | None) -> None:
+        """Everything but the parameters, each argument checked before any work."""
         self._sizes = _sizes(sizes)
         self._hidden = _hidden(activation, len(self._sizes) - 2)
         self._output, self._loss = losses.resolve(output, loss)
@@ -115,15 +148,6 @@ class MLP:
         #: False always uses the portable Array API step of vnn/step/portable.py
         self.fast_path = True
         self.rng = backends.host_rng(self.seed)
-        layer_acts = [h.name for h in self._hidden] + [self._output.name]
-        xp = self.xp
-        with self._be.activate():
-            self._W = []
-            for W in initial_weights(self.rng, self._sizes, layer_acts, self._init):  # §1.7
-                self._W.append(self._be.from_host(W, dtype))
-                del W  # the float64 draw goes before the next layer's is made
-            self._b = [xp.zeros((m,), dtype=self._dtype, device=self._be.device)
-                       for m in self._sizes[1:]]
 
     # -- description -------------------------------------------------------------------------------
     @property

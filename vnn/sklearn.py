@@ -221,12 +221,12 @@ class _BaseMLP(BaseEstimator):
         intercept = rs.uniform(-bound, bound, fan_out)
         return coef, intercept
 
-    def _network(self, be: backends.Backend, sizes: list[int], output: str, dtype: str) -> MLP:
-        net = MLP(sizes, activation=ACTIVATIONS[self.activation], output=output,
-                  device=be.device_name, backend=be.name, dtype=dtype, seed=0)
-        net.weights = [self._as(be, c, dtype).T for c in self.coefs_]
-        net.biases = [self._as(be, b, dtype) for b in self.intercepts_]
-        return net
+    def _network(self, be: backends.Backend, output: str, dtype: str) -> MLP:
+        """The fitted parameters as a model on ``be`` (no initial weights drawn)."""
+        return MLP.from_parameters([self._as(be, c, dtype).T for c in self.coefs_],
+                                   [self._as(be, b, dtype) for b in self.intercepts_],
+                                   activation=ACTIVATIONS[self.activation], output=output,
+                                   device=be.device_name, backend=be.name, dtype=dtype, seed=0)
 
     @staticmethod
     def _as(be: backends.Backend, a: Any, dtype: str) -> Any:
@@ -288,7 +288,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"the data needs layer sizes {sizes} but the fitted network has "
                              f"{[int(c.shape[0]) for c in self.coefs_] + [int(self.coefs_[-1].shape[1])]}")
         with be.activate():
-            net = self._network(be, sizes, output, dtype)
+            net = self._network(be, output, dtype)
             if not incremental or not hasattr(self, "_optimizer"):
                 self._optimizer = self._make_optimizer()
             opt = self._optimizer  # state kept from an earlier call goes where the model is
@@ -459,15 +459,12 @@ class _BaseMLP(BaseEstimator):
         be, X = self._validate_X(X, reset=False)
         dtype = self._dtype
         with be.activate():
-            xp = be.xp
             A = be.accept(X, "X", dtype)
             if A.shape[0] == 0:
                 raise ValueError(f"X is empty (shape {tuple(A.shape)}); expected at least one "
                                  "sample")
-            Ws = [xp.permute_dims(self._as(be, c, dtype), (1, 0)) for c in self.coefs_]
-            bs = [self._as(be, b, dtype) for b in self.intercepts_]
-            hidden = [activations.get(ACTIVATIONS[self.activation], "activation")] * (len(Ws) - 1)
-            Zs, As = backprop.forward(xp, Ws, bs, hidden, losses.OUTPUTS[self._output()], A)
+            net = self._network(be, self._output(), dtype)
+            Zs, As = net.propagate(A)
         return be, (Zs[-1] if logits else As[-1])
 
     def _score_on(self, net: MLP, A: Any, Y: Any, V: Any) -> float:

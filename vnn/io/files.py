@@ -285,9 +285,9 @@ def _build(name: str, meta: dict[str, Any], tensors: layout.Tensors, device: str
          for ell in range(1, L + 1)]
     b = [_cast(name, f"b{ell}", tensors.get(f"b{ell}"), dtype, allow_nonfinite)
          for ell in range(1, L + 1)]
-    net = MLP(meta["sizes"], activation=meta["activation"], output=meta["output"],
-              loss=meta["loss"], init=meta["init"], device=device, backend=backend,
-              dtype=dtype, seed=meta["seed"])
+    net = MLP.from_parameters(W, b, activation=meta["activation"], output=meta["output"],
+                              loss=meta["loss"], init=meta["init"], device=device,
+                              backend=backend, dtype=dtype, seed=meta["seed"])
     rng = meta["rng"]
     if rng is not None:  # checked: a state of one of NumPy's bit generators
         generator = net.rng
@@ -295,7 +295,6 @@ def _build(name: str, meta: dict[str, Any], tensors: layout.Tensors, device: str
             generator = np.random.Generator(getattr(np.random, rng["bit_generator"])())
         generator.bit_generator.state = rng  # type: ignore[attr-defined]
         net.rng = generator
-    net.weights, net.biases = W, b
     return net
 
 
