@@ -28,7 +28,10 @@ from sklearn.utils._param_validation import InvalidParameterError, validate_para
 from vnn.io.errors import ModelFileError
 from vnn.io.layout import is_int
 from vnn.io.schema import MAX_COUNT
-from vnn.sklearn import ACTIVATIONS, OUT_ACTIVATION, MLPClassifier, MLPRegressor, _BaseMLP
+from vnn.sklearn.base import _BaseMLP
+from vnn.sklearn.classifier import MLPClassifier
+from vnn.sklearn.common import ACTIVATIONS, OUT_ACTIVATION
+from vnn.sklearn.regressor import MLPRegressor
 
 #: the estimators a file may hold, by class name
 ESTIMATORS: dict[str, type[_BaseMLP]] = {"MLPClassifier": MLPClassifier,
