@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -228,3 +230,23 @@ def test_pickled_estimator_continues_partial_fit_like_the_original():
         e.partial_fit(X, y)
     for a, b in zip(est.coefs_ + est.intercepts_, twin.coefs_ + twin.intercepts_):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "sgd-heavy", "adam"])
+def test_estimator_pickled_by_vnn_0_1_0_continues_as_it_would_have(solver):
+    """tests/data/estimators_0.1.0.pkl: estimators pickled by vnn 0.1.0 after two partial_fit
+    calls, and what two more gave there. Their optimizers (scikit-learn's velocity, no form
+    or ε option) continue here with the same numbers."""
+    import pathlib
+    import pickle
+
+    data = pickle.loads((pathlib.Path(__file__).parent / "data" / "estimators_0.1.0.pkl").read_bytes())
+    blob, want = data[solver]
+    est = pickle.loads(blob)  # noqa: S301 - a file of this repository
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, size=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.partial_fit(X, y)
+        est.partial_fit(X, y)
+    np.testing.assert_allclose(est.predict_proba(X), want, rtol=1e-5, atol=1e-7)

@@ -25,6 +25,15 @@ class SklearnSGD(Momentum):
         self.lr_init, self.schedule, self.momentum = self.lr, schedule, momentum
         self.nesterov, self.power_t = nesterov, power_t
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A pickle of an older version (scikit-learn's velocity v, no ``form``) continues as it
+        would have: the formula keeps −v."""
+        if "form" not in state:
+            state = {**state, "beta": state["momentum"],
+                     "form": "nesterov" if state["nesterov"] else "heavy_ball",
+                     "state": [[-v for v in kind] for kind in state.get("state", [])]}
+        self.__dict__.update(state)
+
     def iteration_ends(self, samples_seen: int) -> None:
         if self.schedule == "invscaling":
             self.lr = self.lr_init / (samples_seen + 1) ** self.power_t
@@ -52,6 +61,10 @@ class SklearnAdam(Adam):
         Optimizer.__init__(self, lr)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.eps_after_correction = False
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A pickle of an older version (no ``eps_after_correction``) continues as it would have."""
+        self.__dict__.update({"eps_after_correction": False, **state})
 
     def iteration_ends(self, samples_seen: int) -> None:
         pass
