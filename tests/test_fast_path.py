@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cases import OPTIMIZERS
 from conftest import BACKENDS, host, make
 
 import vnn
 
 FAST = [b for b in BACKENDS if b.name in ("numpy", "cupy")]
-OPTIMIZERS = {"sgd": lambda: vnn.SGD(0.1), "momentum": lambda: vnn.Momentum(0.1, 0.8),
-              "adam": lambda: vnn.Adam(1e-2)}
 
 
 def _data(output, n=37, seed=0):

@@ -7,8 +7,10 @@ the formula left anywhere in an execution would keep its old result and fail the
 
 from __future__ import annotations
 
+import cases
 import numpy as np
 import pytest
+from cases import HIDDEN, PAIRINGS
 from conftest import host
 from fused_numpy import numpy_kernel
 from vnn.backends import numpy as np_backend
@@ -16,17 +18,10 @@ from vnn.backends import numpy as np_backend
 import vnn
 from vnn.math.formula import Formula, FormulaError
 from vnn.math.formulas import FORMULAS
-from vnn.sklearn import SklearnAdam, SklearnSGD
 from vnn.step import preallocated
 from vnn.step.compile import program, total
 
-HIDDEN = ["relu", "tanh", "sigmoid", "identity"]
-OPTIMIZERS = {"sgd": lambda: vnn.SGD(0.05), "momentum": lambda: vnn.Momentum(0.05, 0.5),
-              "nesterov": lambda: SklearnSGD(0.05, momentum=0.5, nesterov=True),
-              "adam": lambda: vnn.Adam(0.01), "sklearn-adam": lambda: SklearnAdam(0.01)}
-#: output → its canonical loss and a non-canonical one (portable only)
-PAIRINGS = [("softmax", None), ("sigmoid", None), ("identity", None),
-            ("sigmoid", "squared_error"), ("softmax", "squared_error")]
+OPTIMIZERS = {**cases.OPTIMIZERS, **cases.SKLEARN_OPTIMIZERS}
 #: formulas that only non-canonical pairings use, which only the portable step trains
 PORTABLE_ONLY = {"squared_error_grad", "softmax_vjp"}
 
@@ -44,8 +39,7 @@ def _data(output, rng):
 #: updates on one pairing
 CONFIGS = ([(o, loss, "sgd", 0.0) for o, loss in PAIRINGS]
            + [(o, loss, "adam", 0.01) for o, loss in PAIRINGS]
-           + [("softmax", None, opt, 0.01) for opt in ("sgd", "momentum", "nesterov",
-                                                      "sklearn-adam")])
+           + [("softmax", None, opt, 0.01) for opt in sorted(OPTIMIZERS) if opt != "adam"])
 
 
 def _train(execution: str) -> list[np.ndarray]:

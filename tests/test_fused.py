@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 
+import cases
 import numpy as np
 import pytest
 from conftest import BACKENDS, host, make
@@ -19,7 +20,6 @@ from vnn.backends import numpy as np_backend
 import vnn
 from vnn import backends
 from vnn.math.formulas import FORMULAS
-from vnn.sklearn import SklearnAdam, SklearnSGD
 from vnn.step import preallocated
 from vnn.step.compile import kernel_source
 
@@ -43,11 +43,7 @@ def fused_numpy(monkeypatch):
     return made
 
 
-OPTIMIZERS = {"sgd": lambda: vnn.SGD(0.1), "momentum": lambda: vnn.Momentum(0.1, 0.8),
-              "adam": lambda: vnn.Adam(1e-2),
-              # scikit-learn's forms of the same formulas
-              "sklearn-sgd": lambda: SklearnSGD(0.1, momentum=0.9, nesterov=True),
-              "sklearn-adam": lambda: SklearnAdam(1e-2)}
+OPTIMIZERS = {**cases.OPTIMIZERS, **cases.SKLEARN_OPTIMIZERS}
 
 
 @pytest.mark.parametrize("l2", [0.0, 0.01])  # without L2, plain SGD folds η into δ(L)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import host, make
-
-import vnn
 
 # (output, loss) pairings: the three canonical ones (Eqns 10-12) and two that use Eqn 10's
 # general form δ(L) = ∂J/∂a ⊙ φ′(z) (for softmax, the Jacobian product of Eqn 12's proof).
-PAIRINGS = [("identity", None), ("sigmoid", None), ("softmax", None),
-            ("sigmoid", "squared_error"), ("softmax", "squared_error")]
-ACTIVATIONS = ["relu", "tanh", "sigmoid", "identity"]
+from cases import HIDDEN as ACTIVATIONS
+from cases import PAIRINGS
+from conftest import host, make
+
+import vnn
 
 
 def problem(output: str, n: int = 7, m_in: int = 3, m_out: int = 3, seed: int = 1):

@@ -13,6 +13,7 @@ import tracemalloc
 import warnings
 
 import numpy as np
+from cases import HIDDEN, OPTIMIZERS, PAIRINGS
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -22,10 +23,7 @@ from vnn import backends
 # numpy on the CPU and array_api_strict on its default device.
 BACKENDS = {"numpy": backends.resolve("cpu"),
             "array_api_strict": backends.resolve(None, "array_api_strict")}
-HIDDEN = ["relu", "tanh", "sigmoid", "identity"]
-# (output, loss): each output's own loss, and squared error on a sigmoid or softmax output.
-PAIRINGS = [("identity", None), ("sigmoid", None), ("softmax", None),
-            ("sigmoid", "squared_error"), ("softmax", "squared_error")]
+
 SEEDS = st.integers(0, 2**32 - 1)
 # No example database: the tests leave nothing behind in the working tree.
 FAST = settings(deadline=None, database=None, max_examples=150)
@@ -245,8 +243,6 @@ def test_outputs_follow_row_permutations(arch, n, dtype, backend, seed):
 
 
 # -- 5. same seed, same backend: the same training -----------------------------------------------
-OPTIMIZERS = {"sgd": lambda: vnn.SGD(0.05), "momentum": lambda: vnn.Momentum(0.05, beta=0.9),
-              "adam": lambda: vnn.Adam(1e-2)}
 RUNS = [("numpy", True), ("numpy", False), ("array_api_strict", False)]
 
 
