@@ -10,11 +10,17 @@ derivation, and δ^(ℓ) is stored as the rows of an (n, m_ℓ) array.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from vnn.math.activations import Activation
 from vnn.math.formulas import FORMULAS
 from vnn.math.losses import Loss, Output, output_delta
+
+if TYPE_CHECKING:
+    from vnn.math.optimizers import Optimizer
+    from vnn.network import MLP
 
 Array = Any
 
@@ -102,3 +108,27 @@ def loss_and_gradients(xp: Any, Ws: list[Array], bs: list[Array], hidden: list[A
     J = risk(xp, loss, Zs, As, Y, Ws, lam, v)
     ds = deltas(xp, Ws, hidden, output, loss, Zs, As, Y, v)
     return J, gradients(xp, Ws, ds, As, lam, _count(xp, Y, v))
+
+
+def step(net: MLP, optimizer: Optimizer, A: Array, Y: Array, lam: float,
+         v: Array | None = None, reduce: Callable[[Array, int], None] | None = None) -> Array:
+    """One mini-batch of Algorithm 1.9, steps 3(a)-(e), portable; returns J_B (Eqn 3).
+
+    ``reduce(buffer, n)`` (data-parallel training) receives all gradients packed into one
+    contiguous buffer and turns them into the global batch's gradient in place."""
+    xp = net.xp
+    params = net.theta
+    n = A.shape[0]
+    if n:
+        J, grads = net.gradients(A, Y, lam, v)
+        flat = [g for pair in grads for g in pair]
+    else:  # an empty shard of a distributed batch
+        J, flat = 0.0, [xp.zeros_like(p) for p in params]
+    if reduce is not None:
+        buf = xp.concat([xp.reshape(g, (-1,)) for g in flat])
+        reduce(buf, n)
+        sizes = [math.prod(g.shape) for g in flat]
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        flat = [xp.reshape(buf[o:o + k], g.shape) for o, k, g in zip(offsets, sizes, flat)]
+    net.theta = optimizer.step(net.xp, params, flat)
+    return J
