@@ -251,3 +251,41 @@ def test_loading_and_predicting_draw_no_initial_weights(tmp_path, monkeypatch):
         est.partial_fit(X, y)  # continues from its parameters
     with pytest.raises(ValueError, match="weights must be a non-empty list"):
         vnn.MLP.from_parameters([], [])
+
+
+def test_no_import_cycles():
+    """The modules of vnn (and vnn.backends) import each other at module level without a cycle
+    (imports inside functions and under TYPE_CHECKING are not counted)."""
+    import ast
+
+    root = VNN.parent
+    files = {p: ".".join(p.relative_to(root).with_suffix("").parts) for p in VNN.rglob("*.py")}
+    backends_dir = pathlib.Path(vnn.backends.__file__).parent
+    files |= {p: "vnn.backends." + p.stem for p in backends_dir.glob("*.py")}
+    mods = {name.removesuffix(".__init__"): p for p, name in files.items()}
+    graph = {}
+    for name, p in mods.items():
+        deps = set()
+        for node in ast.parse(p.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vnn"):
+                subs = {f"{node.module}.{a.name}" for a in node.names}
+                deps |= subs & mods.keys() if subs <= mods.keys() else {node.module} | (subs & mods.keys())
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("vnn")}
+        graph[name] = (deps & mods.keys()) - {name}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(u, path):
+        state[u] = 1
+        for v in sorted(graph[u]):
+            if state.get(v) == 1:
+                cycles.append(path[path.index(v):] + [u, v] if v in path else [u, v])
+            elif v not in state:
+                visit(v, path + [u])
+        state[u] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    assert not cycles, cycles

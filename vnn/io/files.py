@@ -18,7 +18,7 @@ from vnn.io.atomic import atomic_write_bytes, check_writable
 from vnn.io.errors import ModelFileError
 from vnn.math.optimizers import Optimizer
 from vnn.network import MLP
-from vnn.train import History
+from vnn.train.history import History
 
 PathLike = str | os.PathLike[str]
 Array = Any

@@ -20,7 +20,7 @@ from vnn.io.errors import ModelFileError
 from vnn.io.layout import DTYPE_NAMES, DuplicateKey, is_int, unique_keys
 from vnn.math import activations, losses
 from vnn.math.optimizers import SGD, Adam, Momentum, Optimizer
-from vnn.train import History
+from vnn.train.history import History
 
 FORMAT = "vanilla-nn"
 FORMAT_VERSION = 1
