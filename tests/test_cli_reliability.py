@@ -443,7 +443,7 @@ def test_an_unexpected_error_is_one_line_and_vnn_debug_shows_it(capsys, data, mo
     def broken(*args: Any, **kw: Any) -> None:
         raise RuntimeError("something inside vnn broke")
 
-    monkeypatch.setattr(cli, "read_table", broken)
+    monkeypatch.setattr(cli.training, "read_table", broken)
     line = fails(capsys, "train", "--data", data)
     assert "RuntimeError" in line and "something inside vnn broke" in line
     assert "VNN_DEBUG=1" in line
@@ -602,7 +602,7 @@ def test_the_model_is_written_before_a_failing_summary(capsys, data, tmp_path, m
     def out_of_memory(*args: Any, **kw: Any) -> None:
         raise MemoryError("Unable to allocate 22.4 GiB for an array with shape (150000, 40000)")
 
-    monkeypatch.setattr(cli, "_predict_rows", out_of_memory)
+    monkeypatch.setattr(cli.training, "_predict_rows", out_of_memory)
     line = fails(capsys, "train", "--data", data, "--epochs", "2", "--hidden", "4", "--quiet",
                  "--out", out, "--plot", plot)
     assert "22.4 GiB" in line
@@ -636,7 +636,7 @@ def test_the_summary_is_scored_in_chunks_of_rows(capsys, data, monkeypatch):
             "float64"]
     whole, _ = succeeds(capsys, *args)
     rows = _count_rows(monkeypatch)
-    monkeypatch.setattr(cli, "SCORE_ROWS", 7)
+    monkeypatch.setattr(cli.training, "SCORE_ROWS", 7)
     chunked, _ = succeeds(capsys, *args)
     assert rows and max(rows) <= 7 and sum(rows) == 90  # 72 training and 18 validation rows
     assert "train accuracy" in chunked and _scores(chunked) == _scores(whole)
@@ -650,7 +650,7 @@ def test_r2_is_scored_in_chunks_of_rows(capsys, tmp_path, monkeypatch):
             "float64"]
     whole, _ = succeeds(capsys, *args)
     rows = _count_rows(monkeypatch)
-    monkeypatch.setattr(cli, "SCORE_ROWS", 3)
+    monkeypatch.setattr(cli.training, "SCORE_ROWS", 3)
     chunked, _ = succeeds(capsys, *args)
     assert rows and max(rows) <= 3 and sum(rows) == 50  # 40 training and 10 validation rows
     assert "train R²" in whole and _scores(chunked) == _scores(whole)
@@ -664,7 +664,7 @@ def test_a_failing_summary_names_the_plot_alone_when_there_is_no_out(capsys, dat
     def broken(*args: Any, **kw: Any) -> None:
         raise RuntimeError("scoring broke")
 
-    monkeypatch.setattr(cli, "_predict_rows", broken)
+    monkeypatch.setattr(cli.training, "_predict_rows", broken)
     line = fails(capsys, "train", "--data", data, "--epochs", "1", "--hidden", "4", "--quiet",
                  "--plot", plot)
     assert "scoring broke" in line and line.endswith(f"; the loss curves were written to {plot}")
