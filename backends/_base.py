@@ -60,7 +60,7 @@ class Backend:
 
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
                   lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
-        """A preallocated training step for this library (see ``ndarray_step``), or ``None``."""
+        """A preallocated training step for this library (``vnn.step.preallocated``), or ``None``."""
         return None
 
     def collective(self, mpi_comm: Any) -> Any:

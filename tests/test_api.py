@@ -289,3 +289,21 @@ def test_no_import_cycles():
         if m not in state:
             visit(m, [])
     assert not cycles, cycles
+
+
+def test_vnn_imports_from_a_source_checkout_without_installing(tmp_path):
+    """With only the checkout on sys.path (PYTHONPATH=., no editable install), ``vnn.backends`` is
+    the checkout's backends/ folder: ``python -m bench`` and the GPU check's fallback work."""
+    import subprocess
+    import sys
+
+    root = VNN.parent
+    code = ("import sys; sys.meta_path = [f for f in sys.meta_path "
+            "if 'Editable' not in getattr(f, '__name__', type(f).__name__)]; "
+            f"sys.path.insert(0, {str(root)!r}); "
+            "import vnn, vnn.backends, vnn.backends.numpy; "
+            "print(vnn.backends.__file__); print(vnn.MLP([2, 1]).forward([[1.0, 2.0]]).shape)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == str(root / "backends" / "__init__.py")

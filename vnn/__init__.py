@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vnn import _checkout  # noqa: F401 - first: vnn.backends in an uninstalled checkout
 from vnn.gradcheck import check_gradients, numerical_gradients
 from vnn.io import load, save
 from vnn.math.optimizers import SGD, Adam, Momentum, Optimizer

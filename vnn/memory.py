@@ -7,7 +7,7 @@ Two moments are checked, each within microseconds (a few integer sums, no arrays
 - ``fit``: what training allocates on top of the parameters: gradients (Eqn 14), the optimizer's
   state (``Optimizer.n_state`` arrays per parameter), the copy of parameters and state taken at
   each epoch's start (to fall back on when training diverges), one batch's activations and δ of
-  every layer (the workspace of ``backends/ndarray_step.py``), and the data moved to the device.
+  every layer (the workspace of ``vnn/step/workspace.py``), and the data moved to the device.
 
 What exceeds the memory the backend reports (:meth:`backends.Backend.available_memory`) is
 refused with :class:`ModelTooLargeError`. When a backend cannot tell, only :data:`SANITY_LIMIT`

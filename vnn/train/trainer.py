@@ -24,7 +24,7 @@ class Trainer:
     ``trainer(A, Y, rows)`` trains on the rows ``rows`` (a slice, or an index array on the device)
     of the inputs ``A`` (n, m_0) and targets ``Y`` (n, m_L) and returns J_B (Eqn 3) without reading
     it back. It uses the backend's preallocated fast step when there is one (NumPy, CuPy) and
-    ``net.fast_path`` is true, else the portable Array API step of :mod:`vnn.backprop`.
+    ``net.fast_path`` is true, else the portable Array API step of :mod:`vnn.step.portable`.
 
     ``trainer(A, Y, rows, V)`` weights the samples by ``V`` (n,) (portable step). With
     ``l2_per_sample`` the λ of a batch is ``lam / |B|`` (``lam / Σ_B v`` with weights), which is how
