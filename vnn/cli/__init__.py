@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import vnn
 from vnn.cli.errors import debug, error_message, one_line
@@ -61,8 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {vnn.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(sub)
+    _add_predict(sub)
+    _add_info(sub)
+    return parser
 
-    # train
+
+def _add_train(sub: Any) -> None:
+    """``vnn train`` and its options."""
     t = sub.add_parser(
         "train", help="train a network on a data file or a bundled dataset",
         formatter_class=Formatter,
@@ -75,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
                "labels of any type (strings, integers) are mapped to 0..K-1; the label list, the "
                "feature names and the standardization are stored in the model file for "
                "'vnn predict'.")
+    _data_options(t)
+    _model_options(t)
+    _optimization_options(t)
+    _output_options(t)
+    t.set_defaults(func=cmd_train)
+
+
+def _data_options(t: argparse.ArgumentParser) -> None:
+    """``vnn train``'s options for the data."""
     g = t.add_argument_group("data")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="FILE", help="training data: a .csv, .npy or .npz file")
@@ -93,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a regression, z-score the target with the training split's mean and "
                         "std while training; the reported losses are then on that scale, while "
                         "R² and 'vnn predict' use the target's own units (default: on)")
+
+
+def _model_options(t: argparse.ArgumentParser) -> None:
+    """``vnn train``'s options for the network."""
     m = t.add_argument_group("model")
     m.add_argument("--hidden", type=hidden, default=[128], metavar="W1,W2,...",
                    help="hidden layer widths, e.g. 256,256; 'none' for no hidden layer "
@@ -107,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="floating-point type of the parameters and the computation "
                         "(default: %(default)s)")
+
+
+def _optimization_options(t: argparse.ArgumentParser) -> None:
+    """``vnn train``'s options for the optimization."""
     o = t.add_argument_group("optimization")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                    help="update rule: SGD (Eqn 15), momentum (Eqn 16) or Adam "
@@ -123,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int_at_least(0, "seed"), default=0,
                    help="seeds the weights, the batch order and the validation split "
                         "(default: %(default)s)")
+
+
+def _output_options(t: argparse.ArgumentParser) -> None:
+    """``vnn train``'s options for the device and the outputs."""
     d = t.add_argument_group("device and output")
     d.add_argument("--device", default="cpu",
                    help="cpu, cuda or cuda:N (default: %(default)s)")
@@ -146,9 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"writes; needs matplotlib: {PLOT_HINT})")
     d.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar or preamble; print only the summary")
-    t.set_defaults(func=cmd_train)
 
-    # predict
+
+def _add_predict(sub: Any) -> None:
+    """``vnn predict`` and its options."""
     p = sub.add_parser(
         "predict", help="predict with a trained model file", formatter_class=Formatter,
         description="Load a model written by 'vnn train --out', apply the stored "
@@ -170,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute in this dtype (default: the model file's)")
     p.set_defaults(func=cmd_predict)
 
-    # info
+
+def _add_info(sub: Any) -> None:
+    """``vnn info``."""
     i = sub.add_parser(
         "info", help="show the version and which array libraries and devices are available",
         formatter_class=Formatter,
@@ -178,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "array_api_strict), whether it is installed, its version and the devices "
                     "vnn can use with it.")
     i.set_defaults(func=cmd_info)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
