@@ -138,6 +138,24 @@ def test_log_proba_is_finite_where_probabilities_underflow():
     np.testing.assert_allclose(np.exp(logp), est.predict_proba(X), atol=1e-12)
 
 
+@quiet
+def test_log_proba_orders_classes_as_proba_does():
+    """Multilabel outputs saturated at exactly 1.0 get the same log, 0 (scikit-learn's
+    log(predict_proba)): argmax of the log-probabilities is argmax of the probabilities."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3))
+    Y = np.column_stack([rng.integers(0, 2, 30), rng.integers(0, 2, 30), np.ones(30, int)])
+    Y[0, 2] = 0
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=50, random_state=0).fit(X, Y)
+    est.intercepts_[-1][:2] += 60.0  # σ(z) rounds to exactly 1.0 for both, at different z
+    est.intercepts_[-1][0] += 5.0
+    p, logp = est.predict_proba(X), est.predict_log_proba(X)
+    assert (p[:, :2] == 1.0).all()
+    np.testing.assert_array_equal(logp[p > 0], np.log(p[p > 0]))
+    np.testing.assert_array_equal(np.argmax(logp, axis=1), np.argmax(p, axis=1))
+    assert np.isfinite(logp).all()
+
+
 def test_lbfgs_and_poisson_say_what_to_use_instead():
     X, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
     with pytest.raises(NotImplementedError, match="solver='adam'"):

@@ -138,16 +138,23 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return p
 
     def predict_log_proba(self, X: Any) -> Any:
-        """log of :meth:`predict_proba`, computed from the logits (finite where p underflows)."""
+        """log of :meth:`predict_proba`: log p where p > 0, so that the log-probabilities order
+        as the probabilities do (scikit-learn's log(predict_proba)); where p underflows to 0,
+        the finite value from the logits (log σ(z) = −softplus(−z), z − logsumexp(z))."""
         be, z = self._forward(X, logits=True)
         xp = be.xp
         with be.activate():
             if self.out_activation_ == "softmax":
-                return z - xp.reshape(activations.logsumexp(xp, z), (-1, 1))
-            # log σ(z) = −softplus(−z), log(1 − σ(z)) = −softplus(z)
-            if self.n_outputs_ == 1:
-                return xp.concat([-losses.softplus(xp, z), -losses.softplus(xp, -z)], axis=1)
-            return -losses.softplus(xp, -z)
+                p = activations.softmax(xp, z)
+                stable = z - xp.reshape(activations.logsumexp(xp, z), (-1, 1))
+            else:
+                s = activations.HIDDEN["sigmoid"].phi(xp, z)
+                p = xp.concat([1.0 - s, s], axis=1) if self.n_outputs_ == 1 else s
+                stable = -losses.softplus(xp, -z)
+                if self.n_outputs_ == 1:
+                    stable = xp.concat([-losses.softplus(xp, z), stable], axis=1)
+            positive = p > 0
+            return xp.where(positive, xp.log(xp.where(positive, p, xp.ones_like(p))), stable)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy (subset accuracy for multilabel)."""
