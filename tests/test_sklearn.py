@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import BACKENDS
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed")
 
@@ -287,3 +288,20 @@ def test_float32_adam_drifts_from_float64_no_more_than_sklearn():
             p.append(np.asarray(m.predict_proba(X.astype(dt)), dtype=np.float64))
         drift[name] = np.abs(p[0] - p[1]).max()
     assert drift["vnn"] <= 2 * drift["sklearn"] + 1e-9, drift
+
+
+@pytest.mark.parametrize("be", [b for b in BACKENDS if b.name != "numpy"], ids=lambda b: b.name)
+def test_device_inputs_with_nan_are_refused_like_numpy_ones(be):
+    """X on torch, array-api-strict or CuPy gets the finiteness check NumPy input gets, at fit
+    and at predict."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 3)), rng.integers(0, 2, size=20)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(be.from_host(X), y)
+    for call in (lambda: est.predict(be.from_host(bad)), lambda: est.fit(be.from_host(bad), y)):
+        with pytest.raises(ValueError, match="Input X contains NaN"):
+            call()

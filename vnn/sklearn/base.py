@@ -85,6 +85,12 @@ class _BaseMLP(Training, BaseEstimator):
         if getattr(X, "ndim", 0) != 2:
             raise ValueError(f"X has shape {tuple(X.shape)}; expected a 2-d array "
                              "(n_samples, n_features)")
+        xp = be.xp
+        with be.activate():  # one read of a 0-d flag, as scikit-learn checks NumPy input
+            finite = bool(be.to_numpy(xp.all(xp.isfinite(X))))
+        if not finite:
+            raise ValueError(f"Input X contains NaN or infinity ({type(X).__module__} array); "
+                             "expected finite values")
         if reset:
             self.n_features_in_ = int(X.shape[1])
         elif X.shape[1] != self.n_features_in_:
