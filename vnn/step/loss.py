@@ -16,17 +16,13 @@ from vnn.math.formula import substitute
 from vnn.math.formulas import FORMULAS
 from vnn.math.losses import LOSSES
 from vnn.step.compile import Program, total
-from vnn.step.executors import Calls, Fused
+from vnn.step.executors import Calls, calls
 from vnn.step.workspace import Workspace
 
 Array = Any
 
 #: output -> the loss it is paired with canonically (δ(L) = a − y, Eqns 10-12)
 CANONICAL = {loss.canonical: name for name, loss in LOSSES.items()}
-
-
-def _calls(prog: Program | Fused) -> list[tuple[Any, tuple[Any, ...]]]:
-    return [] if prog.source.endswith("pass\n") else [(prog.run, ())]
 
 
 def plan_loss(execute: Calls, xnp: Any, dtype: Any, output: str,
@@ -39,7 +35,7 @@ def plan_loss(execute: Calls, xnp: Any, dtype: Any, output: str,
         a = FORMULAS["softmax_div"].expression
         f = FORMULAS["softmax_exp"]
         pre = [(xnp.maximum.reduce, (Z, 0, None, ws.r1, True))]
-        pre += _calls(execute("softmax_exp", f.specialize(), f.args, arrays))
+        pre += calls(execute("softmax_exp", f.specialize(), f.args, arrays))
         pre += [(xnp.add.reduce, (ws.TL, 0, None, ws.r2, True))]
     else:
         a, pre = FORMULAS[output].expression, []
@@ -54,7 +50,7 @@ def plan_loss(execute: Calls, xnp: Any, dtype: Any, output: str,
     scale_delta = (execute("delta_" + output, scaled, args, arrays, frozenset({"scale"}))
                    if fused_scale else None)
     if not fused_scale:
-        pre += _calls(execute("delta", [("d", delta)], args, arrays))
+        pre += calls(execute("delta", [("d", delta)], args, arrays))
     terms = [(1, element)]
     if loss.logsumexp:  # Eqn (6)'s per-sample term
         terms.append((1, FORMULAS["logsumexp"].expression))

@@ -33,7 +33,7 @@ from vnn.math.formula import substitute
 from vnn.math.formulas import FORMULAS
 from vnn.math.optimizers import Optimizer
 from vnn.step.compile import Program
-from vnn.step.executors import Calls, Fused, KernelMaker, Kernels
+from vnn.step.executors import Calls, Fused, KernelMaker, Kernels, calls
 from vnn.step.loss import CANONICAL, penalty, plan_loss
 from vnn.step.workspace import Workspace, phi_prime_kind
 
@@ -206,12 +206,12 @@ class PreallocatedStep:
         for ell in range(L - 1):  # Eqn (1), z = Θ â, into the rows of â(ℓ); Eqn (2) in place
             A = ws.A[ell + 1]
             fwd.append((xnp.matmul, (self.Theta[ell], ws.Ahat[ell], A)))
-            fwd += self._calls(self._exec(self.hidden[ell], {"z": A, "a": A}))
+            fwd += calls(self._exec(self.hidden[ell], {"z": A, "a": A}))
         fwd.append((xnp.matmul, (self.Theta[L - 1], ws.Ahat[L - 1], ws.ZL)))  # z(L)
         if not self.execute.fuses:  # φ′ of every hidden layer, a run of layers per call
             for name, Ahid, T in ws.phi_groups:
                 if T is not None:
-                    fwd += self._calls(self._exec(name + "_prime", {"a": Ahid, "d": T}))
+                    fwd += calls(self._exec(name + "_prime", {"a": Ahid, "d": T}))
         ws.forward = fwd
         ws.loss = plan_loss(self.execute, self.xnp, self.dtype, self.output, ws)
         ws.backward = self._plan_backward(ws)
@@ -248,7 +248,7 @@ class PreallocatedStep:
             return [(self.xnp.multiply, (Dp, ws.T[ell], Dp))]
         dphi = FORMULAS[name + "_prime"].expression
         stmt: list[tuple[str, ast.expr]] = [("d", ast.BinOp(ast.Name("d"), ast.Mult(), dphi))]
-        return self._calls(self.execute("delta_" + name, stmt, ("a",),
+        return calls(self.execute("delta_" + name, stmt, ("a",),
                                         {"a": ws.A[ell + 1], "d": Dp}))
 
     def _decay(self, ell: int, lam: float) -> Ops:
@@ -256,7 +256,7 @@ class PreallocatedStep:
         if not lam:
             return []
         arrays = {"d": self.dW[ell], "w": self.W[ell]}
-        return self._calls(self._exec("l2_grad", arrays, {"lam": lam},
+        return calls(self._exec("l2_grad", arrays, {"lam": lam},
                                       temp=lambda: self.xnp.empty(self.W[ell].shape,
                                                                   dtype=self.dtype)))
 
@@ -278,8 +278,3 @@ class PreallocatedStep:
             statements = [(t, substitute(e, {k: ast.Constant(v) for k, v in fixed.items()}))
                           for t, e in statements]
         return self.execute(name, statements, f.args, arrays, temp=temp)
-
-
-    @staticmethod
-    def _calls(prog: Program | Fused) -> Ops:
-        return [] if prog.source.endswith("pass\n") else [(prog.run, ())]
