@@ -63,3 +63,22 @@ def one_line(info: dict[str, Any]) -> str:
     libs = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
     return (f"{info['cpu']} ({info['cores']} cores){gpu}; BLAS {blas}; Python {info['python']}"
             + (f"\n{libs}" if libs else ""))
+
+
+def write_results(out: str, stem: str, title: str, table: str, rows: list[Any],
+                  device: str = "cpu") -> str:
+    """A benchmark's results as ``out/stem.txt`` (the title with the date, this machine, the
+    table; also printed) and ``out/stem.json`` (the machine and the rows); returns the text."""
+    import json
+    import pathlib
+    import time
+
+    text = (f"{title}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+            f"{one_line(describe(device))}\n\n{table}")
+    print(text)
+    folder = pathlib.Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.txt").write_text(text + "\n", encoding="utf-8")
+    (folder / f"{stem}.json").write_text(json.dumps({"machine": describe(device), "rows": rows},
+                                                    indent=1), encoding="utf-8")
+    return text

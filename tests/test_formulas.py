@@ -23,7 +23,7 @@ from vnn.step.compile import program, total
 
 OPTIMIZERS = {**cases.OPTIMIZERS, **cases.SKLEARN_OPTIMIZERS}
 #: formulas that only non-canonical pairings use, which only the portable step trains
-PORTABLE_ONLY = {"squared_error_grad", "softmax_vjp"}
+PORTABLE_ONLY = {"squared_error_grad", "softmax_vjp", "exp_prime"}
 
 
 def _data(output, rng):
@@ -32,6 +32,8 @@ def _data(output, rng):
         return X, rng.integers(0, 3, size=12), 3
     if output == "sigmoid":
         return X, rng.integers(0, 2, size=(12, 2)), 2
+    if output == "exp":  # counts
+        return X, rng.poisson(1.5, size=(12, 2)), 2
     return X, rng.standard_normal((12, 2)), 2
 
 

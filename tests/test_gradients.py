@@ -10,6 +10,7 @@ import pytest
 from cases import HIDDEN as ACTIVATIONS
 from cases import PAIRINGS
 from conftest import host, make
+from scipy import special as scipy_special
 
 import vnn
 
@@ -23,6 +24,8 @@ def problem(output: str, n: int = 7, m_in: int = 3, m_out: int = 3, seed: int = 
     elif output == "sigmoid":
         m_out = 1
         y = rng.integers(0, 2, size=n)
+    elif output == "exp":  # counts, zeros among them
+        y = rng.poisson(1.5, size=(n, m_out)).astype(float)
     else:
         y = rng.standard_normal((n, m_out))
     return X, y, m_out
@@ -67,8 +70,13 @@ def _torch_reference(net, X, y, output, loss, lam):
     elif output == "sigmoid" and loss is None:
         data = torch.nn.functional.binary_cross_entropy_with_logits(
             z[:, 0], torch.tensor(y, dtype=torch.float64), reduction="sum")
+    elif output == "exp" and loss is None:  # torch's e^z − y z, plus half the deviance's y log y − y
+        t = torch.tensor(y)
+        data = (torch.nn.functional.poisson_nll_loss(z, t, log_input=True, full=False,
+                                                     reduction="sum")
+                + float(np.sum(scipy_special.xlogy(y, y) - y)))
     else:
-        out = {"identity": z, "sigmoid": torch.sigmoid(z),
+        out = {"identity": z, "sigmoid": torch.sigmoid(z), "exp": torch.exp(z),
                "softmax": torch.softmax(z, dim=1)}[output]
         t = torch.tensor(y, dtype=torch.float64)
         if output == "softmax":

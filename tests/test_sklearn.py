@@ -157,14 +157,6 @@ def test_log_proba_orders_classes_as_proba_does():
     assert np.isfinite(logp).all()
 
 
-def test_lbfgs_and_poisson_say_what_to_use_instead():
-    X, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
-    with pytest.raises(NotImplementedError, match="solver='adam'"):
-        MLPClassifier(solver="lbfgs").fit(X, y)
-    with pytest.raises(NotImplementedError, match="loss='squared_error'"):
-        MLPRegressor(loss="poisson").fit(X, y.astype(float))
-
-
 @quiet
 @pytest.mark.parametrize("be", [b for b in backends.available() if b.name != "numpy"],
                          ids=lambda b: f"{b.name}-{b.device_name}")

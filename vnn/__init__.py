@@ -15,6 +15,7 @@ from vnn.math.optimizers import SGD, Adam, Momentum, Optimizer
 from vnn.memory import ModelTooLargeError
 from vnn.network import MLP
 from vnn.train import DivergenceError, History, NothingToTrainWarning
+from vnn.train.lbfgs import LBFGS
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ __all__ = [
     "Adam",
     "DivergenceError",
     "History",
+    "LBFGS",
     "ModelTooLargeError",
     "Momentum",
     "NothingToTrainWarning",

@@ -58,7 +58,8 @@ def inputs(be: Backend, X: Any, m0: int, dtype: str, name: str = "X") -> Array:
 
 def targets(be: Backend, y: Any, n: int, m_L: int, output: str, dtype: str,
             name: str = "y") -> Array:
-    """Targets as an (n, m_L) float array: one-hot rows for softmax labels (§1.2), 0/1 for sigmoid."""
+    """Targets as an (n, m_L) float array: one-hot rows for softmax labels (§1.2), 0/1 for
+    sigmoid, >= 0 for exp."""
     xp = be.xp
     Y = be.accept(y, name)
     if Y.ndim not in (1, 2) or Y.shape[0] != n:
@@ -102,6 +103,12 @@ def targets(be: Backend, y: Any, n: int, m_L: int, output: str, dtype: str,
         if err > 1e-3 or neg < 0 or not math.isfinite(err):
             raise ValueError(f"{name} rows must be one-hot (or probabilities) summing to 1 with "
                              f"no negative entries; got row sums off by up to {err:g}, min {neg:g}")
+    if output == "exp":
+        neg = _scalar(be, xp.min(Y))
+        if neg < 0:
+            raise ValueError(f"{name} has negative values (min {neg:g}); an exp output (the "
+                             "Poisson loss's log link) predicts a mean e^z > 0 and expects "
+                             "targets >= 0")
     return Y
 
 

@@ -72,10 +72,12 @@ class MLP:
     sizes : widths ``[m_0, m_1, ..., m_L]``; layer ℓ has ``W`` of shape (m_ℓ, m_{ℓ−1}).
     activation : φ of the hidden layers: ``"relu"``, ``"tanh"``, ``"sigmoid"`` or
         ``"identity"``, or a list with one name per hidden layer.
-    output : ``"identity"`` (regression, Eqn 4), ``"sigmoid"`` (binary, Eqn 5) or ``"softmax"``
-        (multiclass, Eqn 6).
+    output : ``"identity"`` (regression, Eqn 4), ``"sigmoid"`` (binary, Eqn 5), ``"softmax"``
+        (multiclass, Eqn 6) or ``"exp"`` (counts and rates: ŷ = e^z with the Poisson loss, see
+        :mod:`vnn.math.losses`).
     loss : ``None`` for the output's own loss, or ``"squared_error"``,
-        ``"binary_cross_entropy"``, ``"cross_entropy"`` for another valid pairing.
+        ``"binary_cross_entropy"``, ``"cross_entropy"``, ``"poisson"`` for another valid
+        pairing.
     init : ``None`` (He for ReLU layers, Glorot otherwise, §1.7), ``"he"`` or ``"glorot"``.
     device : ``"cpu"`` (NumPy), ``"cuda"`` / ``"cuda:N"`` (CuPy), or the device name of
         ``backend``.
@@ -264,14 +266,15 @@ class MLP:
     @on_device
     def predict_proba(self, X: Any) -> Array:
         """Class probabilities (n, m_L) of a sigmoid or softmax output."""
-        if self.output == "identity":
+        if self.output not in ("sigmoid", "softmax"):
             raise ValueError("predict_proba needs a sigmoid or softmax output; this network's "
-                             "output is 'identity' (use forward or predict)")
+                             f"output is {self.output!r} (use forward or predict)")
         return self.forward(X)
 
     @on_device
     def predict(self, X: Any) -> Array:
-        """Labels 0..K−1 (softmax), 0/1 (sigmoid; per column if m_L > 1) or values (identity)."""
+        """Labels 0..K−1 (softmax), 0/1 (sigmoid; per column if m_L > 1) or values (identity,
+        exp)."""
         xp = self.xp
         a = self.forward(X)
         if self.output == "softmax":

@@ -59,6 +59,8 @@ def logsumexp(xp: Any, z: Array) -> Array:
 
 HIDDEN: dict[str, Activation] = {name: Activation(name)
                                  for name in ("relu", "tanh", "sigmoid", "identity")}
+#: φ(L) only: the exponential output of a Poisson regression
+EXP = Activation("exp")
 
 
 def get(name: object, what: str = "activation") -> Activation:

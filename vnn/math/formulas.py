@@ -19,15 +19,19 @@ def _f(name: str, text: str, args: str, scalars: str = "") -> None:
 # -- Eqn (2): a = φ(z) for the hidden activations of §1.3 --------------------------------------------
 _f("relu", "a = max(z, 0)", "z")  # (u)_+ = max{u, 0}
 _f("tanh", "a = tanh(z)", "z")
-# σ(u) = 1 / (1 + e^{−u}), written as (1 + tanh(u/2)) / 2: equal, and finite for every u
-_f("sigmoid", "a = 0.5 + 0.5 * tanh(0.5 * z)", "z")
+# σ(u) = 1 / (1 + e^{−u}), written as e^{min(u, 0)} / (1 + e^{−|u|}): equal, finite for every u
+# (no exponent is positive) and accurate to rounding in relative terms where σ(u) is tiny
+_f("sigmoid", "a = exp(-max(-z, 0)) / (1 + exp(-abs(z)))", "z")
 _f("identity", "a = z", "z")
+# the exponential output of a Poisson regression (the log link): ŷ = e^z > 0
+_f("exp", "a = exp(z)", "z")
 
 # -- φ′ of Eqn (13), from a = φ(z) (ReLU's subgradient at 0 is taken as 0) --------------------------
 _f("relu_prime", "d = a > 0", "a")
 _f("tanh_prime", "d = 1 - a * a", "a")  # 1 − tanh²(u)
 _f("sigmoid_prime", "d = a * (1 - a)", "a")  # σ(u)(1 − σ(u))
 _f("identity_prime", "d = 1", "a")
+_f("exp_prime", "d = a", "a")  # (e^u)′ = e^u
 
 # -- the softmax output of §1.3: p_k = e_k / Σ_t e_t, e_k = exp(z_k − max_t z_t) ---------------------
 _f("softmax_exp", "e = exp(z - mx)", "z, mx")
@@ -45,6 +49,9 @@ _f("binary_cross_entropy", "l = softplus(z) - y * z", "z, y")
 # the element term, and the per-sample term logsumexp(z) = mx + log Σ exp(z − mx)
 _f("cross_entropy", "l = -(y * z)", "z, y")
 _f("logsumexp", "r = mx + log(s)", "mx, s")
+# half the Poisson deviance from the log of the mean, z = log ŷ: y log(y/ŷ) − y + ŷ
+# = e^z − y z + (y log y − y), with y log y = 0 at y = 0 (targets are >= 0)
+_f("poisson", "l = exp(z) - y * z + y * log(y + (y <= 0)) - y", "z, y")
 
 # -- δ(L) of the canonical pairings, Eqns (10), (11), (12): a(L) − y ---------------------------------
 _f("output_delta", "d = a - y", "a, y")

@@ -1,9 +1,21 @@
 """Per-sample losses (Eqns 4-6), computed from logits, each beside its output sensitivity δ(L).
 
 A loss is paired with an output nonlinearity φ^(L). For the three canonical pairings the
-derivation gives δ(L) = a(L) − y directly (Eqns 10, 11, 12); any other valid pairing (say a sigmoid
-or softmax output with squared error) uses the general form of Eqn 10, δ(L) = ∂J/∂a ⊙ φ^(L)′(z)
-(for softmax, the Jacobian-transpose product from the proof of Eqn 12).
+derivation gives δ(L) = a(L) − y directly (Eqns 10, 11, 12); any other valid pairing (say a
+sigmoid or softmax output with squared error) uses the general form of Eqn 10,
+δ(L) = ∂J/∂a ⊙ φ^(L)′(z) (for softmax, the Jacobian-transpose product from the proof of Eqn 12).
+
+A fourth canonical pairing has the same pattern: the exponential output ŷ = a(L) = e^z (a log
+link, for counts and rates) with the Poisson loss, half the Poisson deviance of a target y >= 0,
+
+    ℓ(ŷ, y) = y log(y / ŷ) − y + ŷ = e^z − y z + (y log y − y)     (y log y = 0 at y = 0),
+
+summed over a sample's outputs. Differentiating in z (the last term does not depend on z):
+
+    δ(L)_k = ∂ℓ/∂z_k = e^{z_k} − y_k = a(L)_k − y_k,
+
+again Eqn (10)'s a(L) − y, as for the identity with squared error: φ′ = e^z cancels against
+∂ℓ/∂ŷ = 1 − y/ŷ. ℓ >= 0, with equality at ŷ = y, like the other losses.
 
 A loss is the sum over a sample's outputs of its formula in :mod:`vnn.math.formulas` (plus, for
 cross-entropy, the per-sample term logsumexp(z)). Targets ``Y`` here are always float arrays of
@@ -51,6 +63,7 @@ OUTPUTS: dict[str, Output] = {
     "identity": Output("identity", _ID.phi, _elementwise(_ID), "squared_error"),
     "sigmoid": Output("sigmoid", _SIG.phi, _elementwise(_SIG), "binary_cross_entropy"),
     "softmax": Output("softmax", act.softmax, _softmax_backward, "cross_entropy"),
+    "exp": Output("exp", act.EXP.phi, _elementwise(act.EXP), "poisson"),
 }
 
 
@@ -85,6 +98,10 @@ LOSSES: dict[str, Loss] = {
                                  frozenset({"sigmoid"})),
     "cross_entropy": Loss("cross_entropy", "z", "softmax", None, frozenset({"softmax"}),
                           logsumexp=True),
+    # half the Poisson deviance of a count y >= 0 and the mean ŷ = e^z (log link). Per element,
+    # ℓ = e^z − y z + (y log y − y), so ∂ℓ/∂z = e^z − y = ŷ − y: δ(L) is again a(L) − y, the
+    # canonical-link pattern of Eqns (10)-(12), with an exp output in place of the identity.
+    "poisson": Loss("poisson", "z", "exp", None, frozenset({"exp"})),
 }
 _LOSS_ALIASES = {"mse": "squared_error", "bce": "binary_cross_entropy",
                  "log_loss": "cross_entropy", "categorical_cross_entropy": "cross_entropy"}
@@ -122,7 +139,7 @@ def resolve(output: object, loss: object | None) -> tuple[Output, Loss]:
     if out.name not in fn.outputs:
         ok = sorted(fn.outputs)
         raise ValueError(
-            f"loss={loss!r} cannot be paired with output={output!r}: it needs outputs in (0, 1) "
-            f"that it was derived for; expected output in {ok}"
+            f"loss={loss!r} cannot be paired with output={output!r}: it is derived for the "
+            f"outputs {ok} only; expected output in {ok}"
         )
     return out, fn

@@ -1,8 +1,8 @@
 """scikit-learn estimators: ``MLPClassifier`` and ``MLPRegressor`` with vnn's backprop, on any device.
 
 Same constructor parameters, defaults and meaning as ``sklearn.neural_network.MLPClassifier`` /
-``MLPRegressor`` (``solver="lbfgs"`` raises ``NotImplementedError``), plus ``device`` ("cpu",
-"cuda", "cuda:N") and ``dtype``. Where scikit-learn's conventions differ from the derivation the
+``MLPRegressor`` (all three solvers; ``loss="poisson"`` too), plus ``device`` ("cpu", "cuda",
+"cuda:N") and ``dtype``. Where scikit-learn's conventions differ from the derivation the
 estimators follow scikit-learn, so that results are comparable:
 
 - **L2.** scikit-learn's ``alpha`` is divided by the number of samples in the batch (by the sum of
@@ -17,8 +17,18 @@ estimators follow scikit-learn, so that results are comparable:
   scikit-learn draws them (factor 2 for "logistic", 6 otherwise), instead of §1.7's He/Glorot.
 - **Loss.** Multiclass: softmax + cross-entropy (Eqns 6, 12); binary and multilabel: sigmoid +
   binary cross-entropy summed over outputs (Eqns 5, 11); regression: identity + squared error
-  (Eqns 4, 10). ``loss_`` reports scikit-learn's squared error, which is averaged over the outputs
-  as well; the gradients are the same (scikit-learn's gradient is that of Eqn 4).
+  (Eqns 4, 10), or with ``loss="poisson"`` an exp output + half the Poisson deviance (y >= 0,
+  δ(L) = ŷ − y; see :mod:`vnn.math.losses`), summed over outputs. ``loss_`` reports
+  scikit-learn's squared error, which is averaged over the outputs as well; the gradients are the
+  same (scikit-learn's gradient is that of Eqn 4).
+- **lbfgs.** SciPy's L-BFGS-B on the whole data set (``vnn.train.lbfgs``), as scikit-learn runs
+  it: ``maxiter=max_iter``, ``maxfun=max_fun``, ``gtol=tol``, L2 as alpha / (2 Σv) Σ ‖W‖²; on a
+  device the loss and gradient are computed there and only the flat parameter vector and
+  gradient cross to the host, once each per evaluation.
+- **float32.** ``dtype="float32"`` trains in float32; results agree with scikit-learn's float32
+  tolerance (``rtol=1e-4``, that of ``sklearn.utils._testing.assert_allclose``), not float64's
+  1e-7: fitting with sample weights and fitting with the repeated samples agree to ~1e-6
+  relative, since a weighted sum and a repeated one round differently.
 
 Data: NumPy-like input (arrays, lists, SciPy sparse matrices, which are densified) is validated by
 scikit-learn's own helpers and trained on ``device``. CuPy, PyTorch and array-api-strict arrays

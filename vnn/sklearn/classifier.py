@@ -129,13 +129,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return xp.take(classes, idx, axis=0)
 
     def predict_proba(self, X: Any) -> Any:
-        """Class probabilities (n, n_classes) in the order of ``classes_``."""
-        be, p = self._forward(X)
-        if self.n_outputs_ == 1:
-            xp = be.xp
-            with be.activate():
-                return xp.concat([1.0 - p, p], axis=1)
-        return p
+        """Class probabilities (n, n_classes) in the order of ``classes_``; a binary problem's
+        two columns are σ(−z) and σ(z), each exact to rounding (1 − σ(z) would round to 0 for
+        z > 37)."""
+        be, z = self._forward(X, logits=True)
+        with be.activate():
+            return self._probabilities(be.xp, z)
+
+    def _probabilities(self, xp: Any, z: Any) -> Any:
+        """a(L) from the logits z(L), with the two columns of a binary problem."""
+        if self.out_activation_ == "softmax":
+            return activations.softmax(xp, z)
+        sigmoid = activations.HIDDEN["sigmoid"]
+        s = sigmoid.phi(xp, z)
+        return xp.concat([sigmoid.phi(xp, -z), s], axis=1) if self.n_outputs_ == 1 else s
 
     def predict_log_proba(self, X: Any) -> Any:
         """log of :meth:`predict_proba`: log p where p > 0, so that the log-probabilities order
@@ -144,12 +151,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         be, z = self._forward(X, logits=True)
         xp = be.xp
         with be.activate():
+            p = self._probabilities(xp, z)
             if self.out_activation_ == "softmax":
-                p = activations.softmax(xp, z)
                 stable = z - xp.reshape(activations.logsumexp(xp, z), (-1, 1))
             else:
-                s = activations.HIDDEN["sigmoid"].phi(xp, z)
-                p = xp.concat([1.0 - s, s], axis=1) if self.n_outputs_ == 1 else s
                 stable = -losses.softplus(xp, -z)
                 if self.n_outputs_ == 1:
                     stable = xp.concat([-losses.softplus(xp, z), stable], axis=1)

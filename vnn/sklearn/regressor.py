@@ -44,10 +44,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self._set(locals())
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
-        """Train on (X, y) for up to ``max_iter`` epochs (Algorithm 1.9); returns self."""
-        if self.loss != "squared_error":
-            raise NotImplementedError(f"loss={self.loss!r} is not available in vnn.sklearn; "
-                                      "use loss='squared_error'")
+        """Train on (X, y) for up to ``max_iter`` epochs (Algorithm 1.9), or ``max_iter``
+        iterations of lbfgs; returns self."""
         return self._fit(X, y, sample_weight, incremental=False)  # type: ignore[no-any-return]
 
     @available_if(lambda est: est._check_solver())
@@ -68,14 +66,30 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if int(y.shape[0]) != n:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: "
                              f"[{n}, {int(y.shape[0])}]")
+        if self.loss == "poisson" and n:
+            low = float(backends.to_numpy(y.min()) if be is None else
+                        be.to_numpy(be.xp.min(y)))
+            if not low >= 0:
+                raise ValueError(f"loss='poisson' needs y >= 0 (counts or rates; the mean is "
+                                 f"predicted as exp(z) > 0); got min(y) = {low:g}")
         return y if y.ndim == 2 else (y.reshape(-1, 1) if be is None else
                                       be.xp.reshape(y, (-1, 1)))
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = self.loss == "poisson"  # as scikit-learn's GLMs say
+        return tags
+
     def _output(self) -> str:
-        return "identity"
+        """φ(L): the identity for squared error, exp (the log link) for the Poisson loss."""
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _score_on(self, net: MLP, A: Any, Y: Any, V: Any) -> float:
+        """R² on the validation set; NaN when a prediction is not finite (scikit-learn's
+        ``_score_with_function``), which early stopping records and goes on with."""
         pred = backends.to_numpy(net.propagate(A)[1][-1])
+        if not np.isfinite(pred).all():
+            return float("nan")
         w = None if V is None else backends.to_numpy(V)
         return float(r2_score(backends.to_numpy(Y), pred, sample_weight=w))
 

@@ -71,6 +71,9 @@ FROM_NET = ("n_layers_", "n_outputs_", "n_features_in_", "out_activation_", "_dt
 LABELS = ("classes_", "classes_dtype", "y_type_")
 #: fitted attributes a file may lack (an estimator fitted without feature names has none)
 OPTIONAL = ("loss_", "feature_names_in_")
+#: fitted attributes only the stochastic solvers record: optional in the file of an lbfgs fit
+STOCHASTIC = ("best_loss_", "loss_curve_", "validation_scores_", "best_validation_score_",
+              "validation_loss_curve_")
 
 KINDS = {"number": "a number", "number?": "a number or null", "numbers": "a list of numbers",
          "numbers?": "a list of numbers or null", "count": f"an integer in [0, {MAX_COUNT}]"}
@@ -172,7 +175,7 @@ def check(name: str, meta: dict[str, Any]) -> Saved:
     if cls is None:
         raise refuse(name, "sklearn.class", info["class"], f"one of {list(ESTIMATORS)}")
     params = _params(name, cls, info["params"], meta)
-    fitted, labels = _fitted(name, cls, info["fitted"], meta)
+    fitted, labels = _fitted(name, cls, info["fitted"], meta, params)
     return Saved(cls, params, fitted, labels)
 
 
@@ -220,14 +223,17 @@ def _hidden_sizes(name: str, value: Any, sizes: list[int]) -> Any:
 
 
 # -- fitted attributes -------------------------------------------------------------------------------
-def _fitted(name: str, cls: type[_BaseMLP], fitted: Any, meta: dict[str, Any]
-            ) -> tuple[dict[str, Any], Labels | None]:
+def _fitted(name: str, cls: type[_BaseMLP], fitted: Any, meta: dict[str, Any],
+            params: dict[str, Any]) -> tuple[dict[str, Any], Labels | None]:
     """The fitted attributes to set, and a classifier's labels."""
     if not isinstance(fitted, dict):
         raise refuse(name, "sklearn.fitted", fitted, "a dict of fitted attributes")
     classifier = issubclass(cls, MLPClassifier)
+    lbfgs = params["solver"] == "lbfgs"
+    required = [k for k in FITTED if not (lbfgs and k in STOCHASTIC)]
     exact_keys(name, "sklearn.fitted", fitted,
-               [*FITTED, *FROM_NET, *(LABELS if classifier else ())], OPTIONAL)
+               [*required, *FROM_NET, *(LABELS if classifier else ())],
+               OPTIONAL + (STOCHASTIC if lbfgs else ()))
     out = {key: _decoded(name, f"sklearn.fitted.{key}", fitted[key], kind)
            for key, kind in {**FITTED, "loss_": "number"}.items() if key in fitted}
     sizes, labels = meta["sizes"], None
@@ -235,10 +241,11 @@ def _fitted(name: str, cls: type[_BaseMLP], fitted: Any, meta: dict[str, Any]
         labels = _labels(name, fitted, meta)
         output = Y_TYPES[labels.y_type]
     else:
-        output = "identity"
+        output = "exp" if params["loss"] == "poisson" else "identity"
         if meta["output"] != output:
             raise refuse(name, "sklearn.class", cls.__name__, f"an estimator for a network with "
-                         f"output {meta['output']!r}: MLPRegressor needs output 'identity'")
+                         f"output {meta['output']!r}: MLPRegressor(loss={params['loss']!r}) "
+                         f"needs output {output!r}")
     want = {"n_layers_": len(sizes), "n_outputs_": sizes[-1], "n_features_in_": sizes[0],
             "out_activation_": OUT_ACTIVATION[output], "_dtype": meta["dtype"]}
     for key, value in want.items():

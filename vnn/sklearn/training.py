@@ -17,12 +17,17 @@ from sklearn.utils.validation import _check_sample_weight
 from vnn import backends, memory
 from vnn.math.optimizers import Optimizer
 from vnn.network import MLP
-from vnn.sklearn.common import OUT_ACTIVATION, _device_backend, output_is_regression
+from vnn.sklearn.common import OUT_ACTIVATION, _device_backend, averages_outputs
 from vnn.sklearn.optimizers import SklearnAdam, SklearnSGD
 from vnn.step import portable as backprop
-from vnn.train import Trainer, positive_weights, weighted_batches
+from vnn.train import Trainer, lbfgs, positive_weights, weighted_batches
+from vnn.train.lbfgs import LBFGS
 
 Array = Any
+
+#: what only the stochastic solvers (sgd, adam) record
+STOCHASTIC = ("loss_curve_", "validation_loss_curve_", "best_loss_", "validation_scores_",
+              "best_validation_score_")
 
 
 class Training:
@@ -33,9 +38,6 @@ class Training:
 
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
         self._validate_params()
-        if self.solver == "lbfgs":
-            raise NotImplementedError("solver='lbfgs' is not available in vnn.sklearn; use "
-                                      "solver='adam' (default) or solver='sgd'")
         hidden = self._hidden()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         be, X = self._validate_X(X, reset=first_pass)
@@ -63,35 +65,86 @@ class Training:
                 self.coefs_.append(coef.astype(dtype, copy=False))
                 self.intercepts_.append(intercept.astype(dtype, copy=False))
                 del coef, intercept
-            self.loss_curve_: list[float] = []
-            self.validation_loss_curve_: list[float] = []
-            self._no_improvement_count = 0
-            if self.early_stopping:
-                self.validation_scores_: list[float] | None = []
-                self.best_validation_score_: float | None = -np.inf
-                self.best_loss_: float | None = None
+            if self.solver == "lbfgs":  # scikit-learn's lbfgs has no curves, no best loss
+                for key in STOCHASTIC:
+                    self.__dict__.pop(key, None)
             else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
+                self._start_curves()
         elif [int(c.shape[0]) for c in self.coefs_] + [int(self.coefs_[-1].shape[1])] != sizes:
             raise ValueError(f"the data needs layer sizes {sizes} but the fitted network has "
                              f"{[int(c.shape[0]) for c in self.coefs_] + [int(self.coefs_[-1].shape[1])]}")
         with be.activate():
             net = self._network(be, output, dtype)
-            if not incremental or not hasattr(self, "_optimizer"):
-                self._optimizer = self._make_optimizer()
-            opt = self._optimizer  # state kept from an earlier call goes where the model is
-            opt.state = [[self._as(be, a, dtype) for a in kind] for kind in opt.state]
-            if self.early_stopping and incremental:
-                raise ValueError("partial_fit does not support early_stopping=True")
-            self._train(net, be, X, Y, sample_weight, rs, incremental, dtype)
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(net, be, X, Y, sample_weight)
+            else:
+                self._fit_stochastic(net, be, X, Y, sample_weight, rs, incremental, dtype)
             self._store(net)
         if not all(float(backends.to_numpy(net.xp.all(net.xp.isfinite(p)))) for p in
                    [*net.weights, *net.biases]):
             raise ValueError("Solver produced non-finite parameter weights. The input data may "
                              "contain large values and need to be preprocessed.")
         return self
+
+    def _start_curves(self) -> None:
+        """The stochastic solvers' record, empty (scikit-learn's ``_initialize``)."""
+        self.loss_curve_: list[float] = []
+        self.validation_loss_curve_: list[float] = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_: list[float] | None = []
+            self.best_validation_score_: float | None = -np.inf
+            self.best_loss_: float | None = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _fit_stochastic(self, net: MLP, be: backends.Backend, X: Any, Y: Any,
+                        sample_weight: np.ndarray | None, rs: np.random.RandomState,
+                        incremental: bool, dtype: str) -> None:
+        """sgd and adam: the optimizer (its state kept from an earlier partial_fit), the loop."""
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if not hasattr(self, "loss_curve_"):  # warm start from an lbfgs fit
+            self._start_curves()
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = self._make_optimizer()
+        opt = self._optimizer  # state kept from an earlier call goes where the model is
+        opt.state = [[self._as(be, a, dtype) for a in kind] for kind in opt.state]
+        self._train(net, be, X, Y, sample_weight, rs, incremental, dtype)
+
+    def _fit_lbfgs(self, net: MLP, be: backends.Backend, X: Any, Y: Any,
+                   sample_weight: np.ndarray | None) -> None:
+        """scikit-learn's lbfgs: SciPy's L-BFGS-B on the whole data set (``vnn.train.lbfgs``),
+        J with L2 as alpha / (2 Σ v) Σ ‖W‖², ``maxiter=max_iter``, ``maxfun=max_fun``,
+        ``gtol=tol``."""
+        n = int(X.shape[0])
+        memory.check_fit(net, LBFGS.n_state, n, max(n, 1), float(self.alpha),
+                         memory.data_bytes(net, X, Y, sample_weight))
+        A, Yd, V = net.prepare(X, Y, sample_weight)
+        total = n if V is None else float(be.to_numpy(net.xp.sum(V)))
+        count = [0]
+
+        def iteration(J: float, theta: Any) -> None:
+            count[0] += 1
+            if self.verbose:
+                print(f"Iteration {count[0]}, loss = {J:.8f}")
+
+        result = lbfgs.minimize(net, A, Yd, V, float(self.alpha) / total, self.max_iter,
+                                self.max_fun, self.tol, iteration=iteration,
+                                outputs_averaged=self.n_outputs_ if averages_outputs(net) else 1)
+        self.n_iter_ = min(int(result.nit), self.max_iter)
+        self.loss_ = float(result.fun)
+        if result.status != 0:
+            msg = (f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                   f"(status={result.status}):\n{result.message}\n")
+            if self.n_iter_ == self.max_iter:
+                msg += ("\nIncrease the number of iterations to improve the convergence "
+                        f"(max_iter={self.max_iter}).")
+            msg += ("\nYou might also want to scale the data as shown in:\n    "
+                    "https://scikit-learn.org/stable/modules/preprocessing.html")
+            warnings.warn(msg, ConvergenceWarning, stacklevel=4)
 
     def _make_optimizer(self) -> Optimizer:
         if self.solver == "sgd":
@@ -106,7 +159,9 @@ class Training:
         n = int(X.shape[0])
         idx_train, idx_val = np.arange(n), None
         if self.early_stopping:
-            stratify = backends.to_numpy(Y) if (self._stratify() and self.n_outputs_ == 1) else None
+            # scikit-learn stratifies on its binarised labels, a bool column (classes False, True)
+            stratify = (backends.to_numpy(Y).astype(bool)
+                        if (self._stratify() and self.n_outputs_ == 1) else None)
             idx_train, idx_val = train_test_split(np.arange(n), random_state=rs,
                                                   test_size=self.validation_fraction,
                                                   stratify=stratify)
@@ -135,7 +190,7 @@ class Training:
         val = (rows(A_all, idx_val), rows(Y_all, idx_val), rows(V_all, idx_val),
                backends.to_numpy(Y)[idx_val]) if split else None
         trainer = Trainer(net, opt, float(self.alpha), l2_per_sample=True)
-        k_avg = self.n_outputs_ if output_is_regression(net) else 1
+        k_avg = self.n_outputs_ if averages_outputs(net) else 1
         self._epochs(net, be, trainer, A, Yt, V, val, rs, batch_size, incremental, k_avg)
         if self.early_stopping and self._best is not None:
             net.weights, net.biases = self._best

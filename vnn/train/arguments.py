@@ -39,7 +39,7 @@ def as_bool(name: str, value: object) -> bool:
 
 
 def check_arguments(optimizer: Any, resume: Any, shuffle: Any, progress: Any, callback: Any,
-                     on_nonfinite: Any, validation_data: Any) -> Optimizer | None:
+                     on_nonfinite: Any, validation_data: Any) -> Any:
     """Check ``fit``'s arguments that need no data; returns the optimizer (Adam by default)."""
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite={on_nonfinite!r} is invalid; expected one of {ON_NONFINITE}")
@@ -55,9 +55,11 @@ def check_arguments(optimizer: Any, resume: Any, shuffle: Any, progress: Any, ca
         raise ValueError("validation_data must be a pair (X_val, y_val)")
     if optimizer is None and resume is None:
         optimizer = Adam()
-    if optimizer is not None and not isinstance(optimizer, Optimizer):
+    from vnn.train.lbfgs import LBFGS
+
+    if optimizer is not None and not isinstance(optimizer, (Optimizer, LBFGS)):
         raise TypeError(f"optimizer={optimizer!r} is not a vnn optimizer; expected vnn.SGD, "
-                        "vnn.Momentum or vnn.Adam")
+                        "vnn.Momentum, vnn.Adam or vnn.LBFGS")
     return optimizer
 
 
@@ -74,7 +76,7 @@ def check_readable(name: str, path: Any) -> None:
 
 
 def prepare_data(net: MLP, X: Any, y: Any, sample_weight: Any, validation_data: Any,
-          optimizer: Optimizer | None, batch_size: int | None, lam: float
+          optimizer: Any, batch_size: int | None, lam: float
           ) -> tuple[Array, Array, Array | None, tuple[Array, Array] | None]:
     """The training data on the device, once :func:`vnn.memory.check_fit` has found room for it
     and for training's buffers (resuming: Adam's two state arrays per parameter assumed)."""

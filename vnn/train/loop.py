@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 from vnn.train.arguments import check_arguments, positive_int, prepare_data
 from vnn.train.guard import DeferSigint, Run
 from vnn.train.history import History, NothingToTrainWarning, report
+from vnn.train.lbfgs import LBFGS
 from vnn.train.resume import resume_from
 from vnn.train.trainer import Trainer, evaluate
 
@@ -72,6 +73,11 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     script with ``mpiexec -n P``; every rank passes the same data and ``batch_size`` (the global
     batch) and gets the same parameters and history; only rank 0 prints and writes checkpoints.
     Ctrl-C is left to MPI there (it stops every rank).
+
+    ``optimizer=vnn.LBFGS(...)`` trains full-batch with SciPy's L-BFGS-B instead (see
+    :mod:`vnn.train.lbfgs`): the history has one entry per iteration, up to ``LBFGS.max_iter``
+    (default: ``epochs``); ``batch_size`` must be None or at least n; ``checkpoint``, ``resume``
+    and ``distributed`` are for the mini-batch optimizers only.
     """
     epochs = positive_int("epochs", epochs, 0)
     lam = check_l2(l2)
@@ -82,6 +88,10 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         batch_size = positive_int("batch_size", batch_size, 1)
     from vnn.distributed import communicator
 
+    if isinstance(optimizer, LBFGS):
+        return _fit_lbfgs(net, X, y, optimizer, epochs, batch_size, lam, validation_data,
+                          progress, callback, sample_weight, on_nonfinite, checkpoint, resume,
+                          distributed)
     comm = communicator(net.backend, distributed)
     lead = comm is None or comm.rank == 0
     if checkpoint is not None and lead:
@@ -148,6 +158,33 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
             if callback is not None:
                 callback(epoch, history)
     return history
+
+
+def _fit_lbfgs(net: MLP, X: Any, y: Any, optimizer: LBFGS, epochs: int, batch_size: int | None,
+               lam: float, validation_data: Any, progress: bool, callback: Any,
+               sample_weight: Any, on_nonfinite: str, checkpoint: Any, resume: Any,
+               distributed: Any) -> History:
+    """``fit`` with L-BFGS: its own arguments checked, the data moved once, then
+    :func:`vnn.train.lbfgs.fit`."""
+    from vnn import memory
+    from vnn.train import lbfgs
+
+    lbfgs.require_scipy()
+    for name, value, default in (("checkpoint", checkpoint, None), ("resume", resume, None),
+                                 ("distributed", distributed, False)):
+        if value is not default:
+            raise ValueError(f"{name}={value!r} is not available with optimizer=vnn.LBFGS "
+                             f"(full-batch, SciPy's L-BFGS-B); expected {name}={default!r}, or "
+                             "a mini-batch optimizer (vnn.SGD, vnn.Momentum, vnn.Adam)")
+    n = memory.rows(X)
+    if batch_size is not None and batch_size < n:
+        raise ValueError(f"batch_size={batch_size} is invalid with optimizer=vnn.LBFGS, which "
+                         f"uses all {n} samples in every iteration; expected None")
+    A, Y, V, val = prepare_data(net, X, y, sample_weight, validation_data, optimizer, max(n, 1),
+                                lam)
+    with net.backend.errstate():
+        return lbfgs.fit(net, A, Y, V, val, lam, optimizer, epochs, progress, callback,
+                         on_nonfinite)
 
 
 def positive_weights(be: Any, V: Array | None) -> Any:
