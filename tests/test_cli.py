@@ -278,3 +278,21 @@ def test_checkpoint_and_resume_give_the_uninterrupted_run(tmp_path):
                              if "loss" in ln or "accuracy" in ln]
     bad = run(*common, "--epochs", "5", "--resume", str(tmp_path / "missing.safetensors"))
     assert bad.returncode == 2 and "vnn: error: --resume" in bad.stderr
+
+
+def test_predict_with_an_exp_output_model_prints_its_values(tmp_path):
+    """A Poisson model (exp output) saved from Python predicts positive values, not labels, and
+    refuses --proba as a regression does."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    net = vnn.MLP([3, 4, 1], output="exp", dtype="float64", seed=0)
+    net.fit(X, rng.poisson(1.0, size=30), epochs=2)
+    model = tmp_path / "counts.safetensors"
+    vnn.save(net, model)
+    data = write_csv(tmp_path / "x.csv", X, header=["a", "b", "c"])
+    lines = ok("predict", "--model", model, "--data", data).stdout.splitlines()
+    np.testing.assert_allclose([float(v) for v in lines], vnn.to_numpy(net.predict(X)),
+                               rtol=1e-7)
+    proc = run("predict", "--model", model, "--data", data, "--proba")
+    assert proc.returncode != 0 and "regression (exp output)" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -204,11 +204,15 @@ def _finite_number(v: Any) -> bool:
     return x is not None and math.isfinite(x)
 
 
+#: outputs whose predictions are values, not classes
+REGRESSION_OUTPUTS = ("identity", "exp")
+
+
 def _check_labels(name: str, labels: Any, output: str, m_L: int) -> None:
     if labels is None:
         return
-    if output == "identity":
-        raise _refuse(name, "labels", labels, "null: a regression (identity output) has no "
+    if output in REGRESSION_OUTPUTS:
+        raise _refuse(name, "labels", labels, f"null: a regression ({output} output) has no "
                       "class labels")
     count = 2 if output == "sigmoid" and m_L == 1 else m_L
     ok = isinstance(labels, list) and len(labels) == count and all(

@@ -12,6 +12,7 @@ import numpy as np
 
 import vnn
 from vnn.cli.files import (
+    REGRESSION_OUTPUTS,
     UsageError,
     check_distinct,
     check_extra,
@@ -52,16 +53,16 @@ def _predictions(net: vnn.MLP, X: np.ndarray, extra: dict[str, Any], proba: bool
     labels = extra.get("labels")
     output = net.output
     if proba:
-        if output == "identity":
+        if output in REGRESSION_OUTPUTS:
             raise UsageError("--proba needs a classifier; this model is a regression "
-                             "(identity output)")
+                             f"({output} output)")
         p = vnn.to_numpy(net.predict_proba(X)).astype(np.float64)
         if output == "sigmoid" and p.shape[1] == 1:
             p = np.concatenate([1.0 - p, p], axis=1)
         header = [str(c) for c in labels] if labels else [str(k) for k in range(p.shape[1])]
         return header, [[_fmt(v) for v in row] for row in p]
     pred = vnn.to_numpy(net.predict(X))
-    if output == "identity":
+    if output in REGRESSION_OUTPUTS:
         pred = unscale(pred.astype(np.float64), extra.get("target_scaling"))
         return None, [[_fmt(v) for v in row] for row in pred.reshape(len(pred), -1)]
     if pred.ndim == 2:  # multilabel sigmoid model
