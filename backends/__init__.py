@@ -27,6 +27,7 @@ __all__ = [
     "resolve",
     "set_tf32",
     "tf32",
+    "tf32_setting",
     "to_numpy",
 ]
 
@@ -86,11 +87,17 @@ def _check_cuda_device(device: str | None) -> None:
                          "with N an integer >= 0 (cuda:0 is the first GPU)")
 
 
-_TF32 = [False]
+_TF32: list[bool | None] = [None]  # None: never set, each library keeps its own setting
 
 
 def tf32() -> bool:
     """Whether float32 matrix products on GPUs may use TF32 (see :func:`set_tf32`)."""
+    return bool(_TF32[0])
+
+
+def tf32_setting() -> bool | None:
+    """What :func:`set_tf32` last set, or None when it was never called (CuPy's ``CUPY_TF32``
+    and torch's ``allow_tf32`` are then left as they are)."""
     return _TF32[0]
 
 

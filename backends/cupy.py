@@ -65,6 +65,8 @@ class CupyBackend(Backend):
             from cupy.cuda import nccl
         except ImportError:
             return None
+        if not getattr(nccl, "available", False):  # CuPy 14 without libnccl: `available = False`
+            return None
         rank, size = mpi_comm.Get_rank(), mpi_comm.Get_size()
         uid = mpi_comm.bcast(nccl.get_unique_id() if rank == 0 else None, root=0)
         return _Nccl(nccl, nccl.NcclCommunicator(size, uid, rank), self)
@@ -77,8 +79,7 @@ class _Nccl:
         self.nccl, self.comm, self.backend = nccl, comm, backend
 
     def allreduce_(self, buf: Any) -> None:
-        nccl = self.nccl
-        self.backend.synchronize()  # the gradient must be complete before NCCL reads it
+        nccl = self.nccl  # enqueued on the current stream, after the kernels that wrote buf
         kind = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}[buf.dtype.name]
         self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, kind, nccl.NCCL_SUM,
                             _cupy().cuda.get_current_stream().ptr)
@@ -97,7 +98,10 @@ def kernel(name: str, inputs: list[str], outputs: list[str], body: str) -> Any:
 
 def set_tf32(enabled: bool) -> None:
     """Let cuBLAS round float32 matrix products' inputs to TF32 (tensor cores), or not (CuPy's
-    default, full float32)."""
+    default, full float32). Without a usable GPU there is nothing to switch (CuPy's
+    ``set_compute_type`` would query a device): :func:`make` applies the setting when one is."""
+    if not _gpus():
+        return
     from cupy._core import _routines_linalg as linalg
 
     tf32, default = 7, 1  # CuPy's COMPUTE_TYPE_TF32 and COMPUTE_TYPE_DEFAULT
@@ -113,17 +117,34 @@ def _index(device: str | None) -> int:
     raise ValueError(f"device={device!r} is not a CUDA device; expected 'cuda' or 'cuda:N'")
 
 
+def _gpus() -> int:
+    """How many GPUs CuPy can use: 0 when the CUDA runtime cannot reach one (no driver, a driver
+    older than the runtime, no device)."""
+    try:
+        return int(_cupy().cuda.runtime.getDeviceCount())
+    except Exception:  # CUDARuntimeError, or a CuPy that cannot load its CUDA libraries
+        return 0
+
+
 def make(device: str | None) -> Backend:
     cupy = _cupy()
     import array_api_compat.cupy as xp_cupy
 
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # CUDARuntimeError: no driver, an old driver, no GPU
+        raise ValueError(f"device={device!r}: no CUDA device is visible to CuPy here "
+                         f"({type(exc).__name__}: {exc}); use device='cpu'") from None
+    if count < 1:
+        raise ValueError(f"device={device!r}: no CUDA device is visible to CuPy here; use "
+                         "device='cpu'")
     index = _index(device)
-    count = cupy.cuda.runtime.getDeviceCount()
     if index >= count:
         raise ValueError(f"device={device!r}: CuPy sees {count} GPU(s) (cuda:0..cuda:{count - 1})")
-    from vnn.backends import tf32
+    from vnn.backends import tf32_setting
 
-    set_tf32(tf32())
+    if tf32_setting() is not None:  # only when asked: CUPY_TF32=1 and CuPy's default stand
+        set_tf32(bool(tf32_setting()))
     return CupyBackend(xp_cupy, cupy.cuda.Device(index), f"cuda:{index}")
 
 
@@ -132,10 +153,4 @@ def of(array: Any) -> Backend:
 
 
 def available() -> list[Backend]:
-    try:
-        cupy = _cupy()
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return []
-    except Exception:  # no CuPy, no driver or no GPU: nothing to offer
-        return []
-    return [make("cuda:0")]
+    return [make("cuda:0")] if _gpus() else []  # none without CuPy, a driver or a GPU

@@ -67,9 +67,10 @@ def make(device: str | None) -> Backend:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r}: torch sees no CUDA GPU here")
-        from vnn.backends import tf32
+        from vnn.backends import tf32_setting
 
-        set_tf32(tf32())
+        if tf32_setting() is not None:  # only when asked: a user's own torch setting stands
+            set_tf32(bool(tf32_setting()))
         dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
     return TorchBackend(xp_torch, dev, str(dev))
 
