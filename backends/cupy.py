@@ -55,8 +55,12 @@ class CupyBackend(Backend):
             return None
         cupy = _cupy()
         with self.device:
+            # batched=False: CuPy runs a 3-d matmul through cublasGemmStridedBatchedEx with the
+            # legacy compute type (TF32 never applies) and copies non-contiguous operands; 2-d
+            # products per layer take the regular GEMM path
             return preallocated.PreallocatedStep(cupy, W, b, hidden, output, lam, optimizer,
-                                                 _take, l2_per_sample, kernel=kernel)
+                                                 _take, l2_per_sample, kernel=kernel,
+                                                 batched=False)
 
     def collective(self, mpi_comm: Any) -> Any:
         """An NCCL communicator over the ranks of ``mpi_comm`` (unique id sent by MPI), or None

@@ -26,16 +26,18 @@ from vnn.step.compile import kernel_source
 CUPY = [b for b in BACKENDS if b.name == "cupy"]
 
 
-@pytest.fixture
-def fused_numpy(monkeypatch):
-    """NumPy's fast step replaced by the fused step, its kernels run by ``numpy_kernel``."""
+@pytest.fixture(params=[True, False], ids=["batched", "per-layer"])
+def fused_numpy(monkeypatch, request):
+    """NumPy's fast step replaced by the fused step, its kernels run by ``numpy_kernel``; with
+    Eqn (14) of equal-shape layers batched, and per layer as CuPy runs it (``batched=False``)."""
     made = []
 
     def fast_step(self, W, b, hidden, output, loss, lam, optimizer, l2_per_sample=False):
         if not preallocated.supports(output, loss):
             return None
         step = preallocated.PreallocatedStep(np, W, b, hidden, output, lam, optimizer,
-                                             np_backend._take, l2_per_sample, kernel=numpy_kernel)
+                                             np_backend._take, l2_per_sample, kernel=numpy_kernel,
+                                             batched=request.param)
         made.append(step)
         return step
 

@@ -52,11 +52,15 @@ class PreallocatedStep:
 
     def __init__(self, xnp: Any, W: list[Array], b: list[Array], hidden: list[str],
                  output: str, lam: float, optimizer: Optimizer, take: Callable[..., Any],
-                 l2_per_sample: bool = False, kernel: KernelMaker | None = None) -> None:
+                 l2_per_sample: bool = False, kernel: KernelMaker | None = None,
+                 batched: bool = True) -> None:
         """``W`` and ``b`` are the model's parameter lists; their items are replaced by views of
         the flat buffer. With ``l2_per_sample`` the λ of a batch of n samples is ``lam / n``
-        (scikit-learn's ``alpha``). ``kernel`` compiles a formula into one kernel (fused)."""
+        (scikit-learn's ``alpha``). ``kernel`` compiles a formula into one kernel (fused).
+        ``batched``: Eqn (14) of a run of equal-shape layers as one 3-d product (else one 2-d
+        product per layer)."""
         self.xnp, self.hidden, self.output, self.lam = xnp, hidden, output, lam
+        self.batched = batched
         self.l2_per_sample, self.kernel = l2_per_sample, kernel
         self.dtype = W[0].dtype
         #: how a formula runs on buffers: generated ufunc calls, or one kernel each (fused)
@@ -120,7 +124,7 @@ class PreallocatedStep:
         ws = self._ws.get(n)
         if ws is None:
             ws = self._ws[n] = Workspace(self.xnp, n, self.sizes, self.dtype, self.hidden,
-                                         phi_prime=not self.execute.fuses)
+                                         phi_prime=not self.execute.fuses, batched=self.batched)
             ws.lam = self.lam / n if self.l2_per_sample else self.lam
             self.plan(ws)
         return ws
@@ -227,8 +231,9 @@ class PreallocatedStep:
                 bwd.append((xnp.matmul, (D, ws.Ahat[ell].T, self.dTheta[ell])))
                 bwd += self._decay(ell, lam)
             if ell:
+                # Eqn (13): W(ℓ+1)ᵀ δ(ℓ+1), the first rows of Θ(ℓ+1)ᵀ δ(ℓ+1) (ws.Dx: see Workspace) ...
                 Dp = ws.D[ell - 1]
-                bwd.append((xnp.matmul, (self.W[ell].T, D, Dp)))  # Eqn (13): (W(ℓ+1))ᵀ δ(ℓ+1) ...
+                bwd.append((xnp.matmul, (self.Theta[ell].T, D, ws.Dx[ell - 1])))
                 bwd += self._phi_prime(ws, ell - 1, Dp)  # ... ⊙ φ′(z(ℓ))
             if ell in stacked:  # Eqn (14) for a run of layers of equal shape: one batched product
                 last, Ds, As = stacked[ell]

@@ -46,8 +46,9 @@ class Workspace:
     """
 
     def __init__(self, xnp: Any, n: int, sizes: list[int], dtype: Any,
-                 hidden: list[str], phi_prime: bool = True) -> None:
-        """With ``phi_prime`` false no φ′ buffers are made (a step that fuses φ′ into δ)."""
+                 hidden: list[str], phi_prime: bool = True, batched: bool = True) -> None:
+        """With ``phi_prime`` false no φ′ buffers are made (a step that fuses φ′ into δ); with
+        ``batched`` false no δ stacks (every Eqn 14 a 2-d product)."""
         L = len(sizes) - 1
         self.n = n
         H = xnp.ones((sum((m + 1) * n for m in sizes[:L]),), dtype=dtype)
@@ -61,7 +62,7 @@ class Workspace:
         self.DL = xnp.empty((sizes[-1], n), dtype=dtype)  # δ(L) / |B|
         self.TL = xnp.empty((sizes[-1], n), dtype=dtype)  # scratch of the loss
         self._phi_prime(xnp, H[offs[1]:], offs, sizes, dtype, hidden, phi_prime)
-        self._deltas(xnp, H, offs, sizes, dtype)
+        self._deltas(xnp, H, offs, sizes, dtype, batched)
         self.r1 = xnp.empty((1, n), dtype=dtype)  # column maxima of z(L)
         self.r2 = xnp.empty((1, n), dtype=dtype)  # column sums of exp(z(L) − max)
         self.r3 = xnp.empty((1, n), dtype=dtype)  # scratch of the loss's per-sample term
@@ -94,26 +95,36 @@ class Workspace:
             lo = offs[ell + 1] - offs[1]
             self.T.append(None if buf is None else buf[lo:lo + m * self.n].reshape(m, self.n))
 
-    def _deltas(self, xnp: Any, H: Any, offs: list[int], sizes: list[int], dtype: Any) -> None:
-        """δ(ℓ) / |B| of hidden layer ℓ (0-based): stacked for runs of equal shape, else in the
-        pair buffer ℓ mod 2; then δ(L)."""
+    def _deltas(self, xnp: Any, H: Any, offs: list[int], sizes: list[int], dtype: Any,
+                batched: bool) -> None:
+        """δ(ℓ) / |B| of hidden layer ℓ (0-based): stacked for runs of equal shape (``batched``),
+        else in the pair buffer ℓ mod 2; then δ(L).
+
+        Each hidden δ(ℓ) is the first m_ℓ rows of an (m_ℓ + 1, n) buffer ``Dx[ℓ]``: Eqn (13)
+        writes Θ(ℓ+1)ᵀ δ(ℓ+1) there whole (the spare row is b(ℓ+1)ᵀ δ(ℓ+1), never read), so its
+        product reads Θ(ℓ+1), a contiguous array, instead of the strided view W(ℓ+1) of it,
+        which cuBLAS (through CuPy) would first copy.
+        """
         L, n = len(sizes) - 1, self.n
         shapes = [(sizes[i + 1], sizes[i]) for i in range(L - 1)]
         self.D: list[Any] = [None] * (L - 1)
+        self.Dx: list[Any] = [None] * (L - 1)
         self.stacks: list[tuple[int, int, Any, Any]] = []  # (first, last, δ stack, â stack)
         single = list(range(L - 1))  # layers whose δ is not in a stack
-        for first, last in runs(shapes):
+        for first, last in runs(shapes) if batched else []:
             if last == first:
                 continue
             (m, k), c = shapes[first], last - first + 1
-            Ds = xnp.empty((c, m, n), dtype=dtype)
+            Dx = xnp.empty((c, m + 1, n), dtype=dtype)
             As = H[offs[first]:offs[last + 1]].reshape(c, k + 1, n)
-            self.stacks.append((first, last, Ds, As))
+            self.stacks.append((first, last, Dx[:, :-1], As))
             for i in range(c):
-                self.D[first + i] = Ds[i]
+                self.Dx[first + i], self.D[first + i] = Dx[i], Dx[i, :-1]
                 single.remove(first + i)
-        widest = max((sizes[ell + 1] for ell in single), default=1) * n
+        widest = max((sizes[ell + 1] + 1 for ell in single), default=1) * n
         pair = [xnp.empty((widest,), dtype=dtype) for _ in range(2 if single else 0)]
         for ell in single:
-            self.D[ell] = pair[ell % 2][:sizes[ell + 1] * n].reshape(sizes[ell + 1], n)
+            m = sizes[ell + 1]
+            self.Dx[ell] = pair[ell % 2][:(m + 1) * n].reshape(m + 1, n)
+            self.D[ell] = self.Dx[ell][:-1]
         self.D.append(self.DL)
