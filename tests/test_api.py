@@ -307,3 +307,15 @@ def test_vnn_imports_from_a_source_checkout_without_installing(tmp_path):
                           timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == str(root / "backends" / "__init__.py")
+
+
+def test_the_namespace_holds_the_api_only():
+    public = {n for n in dir(vnn) if not n.startswith("_")}
+    assert not public & {"Any", "annotations"}
+    assert set(vnn.__all__) <= set(dir(vnn))
+
+
+def test_help_on_fit_describes_fit():
+    doc = vnn.MLP.fit.__doc__
+    for words in ("Algorithm 1.9", "batch_size", "checkpoint", "on_nonfinite", "LBFGS"):
+        assert words in doc, words

@@ -296,3 +296,15 @@ def test_predict_with_an_exp_output_model_prints_its_values(tmp_path):
     proc = run("predict", "--model", model, "--data", data, "--proba")
     assert proc.returncode != 0 and "regression (exp output)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["train", "--dataset", "digits", "--epochs", "abc"],
+                                  ["train", "--dataset", "digits", "--lr", "-1"],
+                                  ["train", "--dataset", "digits", "--hidden", "0"],
+                                  ["predict", "--model", "m.safetensors"]])
+def test_an_argument_error_is_one_line_and_says_where_help_is(args):
+    proc = run(*args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("vnn: error: ") and f"vnn {args[0]} --help" in lines[0]

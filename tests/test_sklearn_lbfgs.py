@@ -251,3 +251,11 @@ def test_lbfgs_on_device_arrays_gives_the_numpy_numbers(be):
     for a, b in zip(dev.coefs_, host.coefs_):
         assert vnn.backends.backend_of(a) is not None or be.name == "numpy"
         np.testing.assert_allclose(vnn.to_numpy(a), b, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_convergence_warning_points_at_the_callers_line(solver):
+    X, y = _data("binary")
+    with pytest.warns(ConvergenceWarning) as got:
+        MLPClassifier(solver=solver, max_iter=2, random_state=0).fit(X, y)
+    assert got[0].filename == __file__

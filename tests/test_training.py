@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import BACKENDS, host, make
@@ -154,3 +156,35 @@ def test_backend_list_includes_strict_devices():
     names = {(b.name, b.device_name) for b in BACKENDS}
     assert ("numpy", "cpu") in names
     assert ("array_api_strict", "device1") in names
+
+
+def _diverging():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((40, 3)) * 100, rng.standard_normal(40) * 100
+
+
+def test_training_warnings_point_at_the_callers_fit_line():
+    """What fit warns about is reported at the user's ``net.fit(...)`` line, not inside vnn."""
+    import signal
+
+    X, y = _diverging()
+    with pytest.warns(RuntimeWarning, match="diverged") as got:
+        vnn.MLP([3, 4, 1], seed=0).fit(X, y, optimizer=vnn.SGD(1e6), epochs=3,
+                                       on_nonfinite="stop")
+    assert got[0].filename == __file__
+
+    def interrupt(epoch, history):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.warns(RuntimeWarning, match="interrupted") as got:
+        vnn.MLP([3, 4, 1], seed=0).fit(X / 100, y / 100, epochs=3, batch_size=10,
+                                       callback=interrupt)
+    assert got[0].filename == __file__
+
+    def stop(epoch, history):
+        raise KeyboardInterrupt
+
+    with pytest.warns(RuntimeWarning, match="interrupted after L-BFGS") as got:
+        vnn.MLP([3, 4, 1], seed=0).fit(X / 100, y / 100, optimizer=vnn.LBFGS(), callback=stop)
+    assert got[0].filename == __file__

@@ -6,7 +6,7 @@ runs on NumPy, CuPy (``device="cuda"``), PyTorch and array-api-strict.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any as _Any
 
 from vnn import _checkout  # noqa: F401 - first: vnn.backends in an uninstalled checkout
 from vnn.gradcheck import check_gradients, numerical_gradients
@@ -15,6 +15,7 @@ from vnn.math.optimizers import SGD, Adam, Momentum, Optimizer
 from vnn.memory import ModelTooLargeError
 from vnn.network import MLP
 from vnn.train import DivergenceError, History, NothingToTrainWarning
+from vnn.train import fit as _train_fit
 from vnn.train.lbfgs import LBFGS
 
 __version__ = "0.1.0"
@@ -52,8 +53,13 @@ def set_tf32(enabled: bool) -> None:
     backends.set_tf32(enabled)
 
 
-def to_numpy(array: Any) -> Any:
+def to_numpy(array: _Any) -> _Any:
     """Copy an array of any supported library (NumPy, CuPy, torch, array_api_strict) to NumPy."""
     from vnn import backends
 
     return backends.to_numpy(array)
+
+
+# help(net.fit) shows the whole description of training, which is written once, in vnn.train.fit
+MLP.fit.__doc__ = _train_fit.__doc__
+del annotations  # the __future__ feature, not part of the API

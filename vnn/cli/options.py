@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import textwrap
 from typing import Any, NoReturn
 
@@ -44,8 +43,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, with every usage error reported as ``vnn: error: ...`` (exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{PROG}: error: {message}\n")
+        """One line, as every other error of the command line: no usage block before it."""
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
 # -- argument types -------------------------------------------------------------------------------

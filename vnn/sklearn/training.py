@@ -174,7 +174,7 @@ class Training:
         else:
             if self.batch_size > n_train:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                              "going to be clipped", stacklevel=3)
+                              "going to be clipped", stacklevel=5)
             batch_size = int(np.clip(self.batch_size, 1, n_train))
         opt = self._optimizer  # room for training's buffers, checked before any data is moved
         memory.check_fit(net, opt.n_state, n_train, batch_size, float(self.alpha),
@@ -246,9 +246,9 @@ class Training:
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                                   "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=4)
+                                  ConvergenceWarning, stacklevel=6)  # the caller's fit line
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=4)
+            warnings.warn("Training interrupted by user.", stacklevel=6)
 
     def _penalty(self, net: MLP, V: Any, r: Any, size: int) -> Any:
         """λ_B/2 Σ ‖W‖² of the coming step (scikit-learn's λ_B = alpha / Σ_B v)."""

@@ -75,7 +75,7 @@ class Run:
                        "smaller learning rate, standardised inputs or L2.")
                 if self.on_nonfinite == "raise":
                     raise DivergenceError(msg, epoch, k)
-                warnings.warn(msg, RuntimeWarning, stacklevel=4)
+                warnings.warn(msg, RuntimeWarning, stacklevel=5)  # the caller's fit line
                 return None
         return done  # the replay stayed finite (the failure did not recur)
 

@@ -185,7 +185,7 @@ def fit(net: MLP, A: Array, Y: Array, V: Array | None, val: tuple[Array, Array] 
         net.theta = Packing(net).unpack(last["theta"])
         history.stopped = "interrupted"
         warnings.warn(f"training interrupted after L-BFGS iteration {history.epochs}; the model "
-                      "holds that iteration's parameters", RuntimeWarning, stacklevel=4)
+                      "holds that iteration's parameters", RuntimeWarning, stacklevel=6)
         return history
     finite = math.isfinite(float(result.fun)) and math.isfinite(float(abs(result.x).max()))
     if not finite:
@@ -195,5 +195,5 @@ def fit(net: MLP, A: Array, Y: Array, V: Array | None, val: tuple[Array, Array] 
                "holds the parameters of the last finite iterate")
         if on_nonfinite == "raise":
             raise DivergenceError(msg, history.epochs, 0)
-        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        warnings.warn(msg, RuntimeWarning, stacklevel=6)
     return history

@@ -140,7 +140,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
                 warnings.warn(f"training interrupted at epoch {epoch} after batch {done} of "
                               f"{len(rows)}; the model holds the parameters of that step and "
                               f"the history its {history.epochs} finished epochs",
-                              RuntimeWarning, stacklevel=3)
+                              RuntimeWarning, stacklevel=4)
                 break
             history.loss.append(run.loss)
             if val is not None:
