@@ -308,3 +308,20 @@ def test_an_argument_error_is_one_line_and_says_where_help_is(args):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("vnn: error: ") and f"vnn {args[0]} --help" in lines[0]
+
+
+def test_predict_into_a_closed_pipe_is_quiet(classifier, tmp_path):
+    """``vnn predict ... | head -2``: the reader goes away, and vnn stops without a word (status
+    141, as a Unix tool killed by SIGPIPE), not with 'Broken pipe'."""
+    X, _ = blobs(2000, seed=4)
+    data = write_csv(tmp_path / "many.csv", X, header=["a", "b", "c", "d"])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.Popen([sys.executable, "-m", "vnn.cli", "predict", "--model", classifier,
+                             "--data", data, "--proba"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before vnn writes a line
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""

@@ -147,3 +147,17 @@ def test_bad_sample_weights_are_named(bad, msg):
     net = vnn.MLP([3, 4, 3], output="identity", dtype="float64")
     with pytest.raises(ValueError, match="sample_weight.*" + msg):
         net.loss_and_gradients(X, y, sample_weight=bad)
+
+
+def test_check_gradients_of_a_float32_network_checks_a_float64_copy(backend):
+    """The README's call on its float32 network: ~1e-9 (the float64 copy), the network itself
+    unchanged; dtype=None checks in float32, where rounding alone shows."""
+    X, y, m_out = problem("softmax")
+    net = make(backend, [3, 4, 5, m_out], activation="tanh", output="softmax", dtype="float32",
+               seed=3)
+    before = [host(W).copy() for W in net.weights]
+    assert vnn.check_gradients(net, X, y) < 1e-6
+    assert net.dtype == "float32"
+    for W, b in zip(net.weights, before):
+        np.testing.assert_array_equal(host(W), b)
+    assert vnn.check_gradients(net, X, y, dtype=None) > 1e-6

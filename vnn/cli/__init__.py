@@ -7,7 +7,8 @@
 
 Every problem with the arguments, the data or the files, and every error raised while reading a
 data or model file, is reported as one line ``vnn: error: <message>`` on stderr with exit status
-2; Ctrl-C ends with status 130. With the environment variable ``VNN_DEBUG=1`` errors other than
+2; Ctrl-C ends with status 130; output into a pipe whose reader has gone (``| head``) stops
+quietly with status 141. With the environment variable ``VNN_DEBUG=1`` errors other than
 problems with the arguments propagate instead, with their traceback (to find a bug in vnn).
 
 Every file written (predictions, the model, checkpoints, the plot) is written atomically: a
@@ -21,6 +22,7 @@ after the step in progress: the epochs finished are reported and the model writt
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -216,7 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+        return status
+    except BrokenPipeError:  # `vnn predict ... | head`: the reader is gone; quiet, as Unix tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's own flush has nowhere to fail
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool its pipe stopped
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
