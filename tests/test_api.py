@@ -319,3 +319,16 @@ def test_help_on_fit_describes_fit():
     doc = vnn.MLP.fit.__doc__
     for words in ("Algorithm 1.9", "batch_size", "checkpoint", "on_nonfinite", "LBFGS"):
         assert words in doc, words
+
+
+def test_errors_say_what_to_do_with_labels_and_where_a_nan_is():
+    rng = np.random.default_rng(0)
+    X, labels = rng.standard_normal((100, 4)), rng.integers(0, 3, 100)
+    with pytest.raises(ValueError, match=r"integer labels.*output=\"softmax\""):
+        vnn.MLP([4, 8, 3]).fit(X, labels, epochs=1)
+    with pytest.raises(ValueError, match=r"whole numbers.*y\.astype\(int\)"):
+        vnn.MLP([4, 8, 3], output="softmax").fit(X, labels.astype(float), epochs=1)
+    X[7, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN or infinite values \(first at row 7, "
+                                         r"column 2\)"):
+        vnn.MLP([4, 8, 3], output="softmax").fit(X, labels, epochs=1)

@@ -37,7 +37,12 @@ def _check_finite(be: Backend, A: Array, name: str, given: Any = None) -> None:
             raise ValueError(f"{name} has values up to {peak:.3g} in magnitude, which overflow "
                              f"float32 (largest finite value about {FLOAT32_MAX:.2g}); expected "
                              "values float32 can hold: rescale them or use dtype='float64'")
-    raise ValueError(f"{name} contains NaN or infinite values; expected finite numbers")
+    where = ""
+    if A.ndim == 2:  # the first bad entry, read once (this is the error path)
+        bad = be.to_numpy(xp.logical_not(xp.isfinite(A)))
+        row, col = (int(i[0]) for i in bad.nonzero())
+        where = f" (first at row {row}, column {col})"
+    raise ValueError(f"{name} contains NaN or infinite values{where}; expected finite numbers")
 
 
 def inputs(be: Backend, X: Any, m0: int, dtype: str, name: str = "X") -> Array:
@@ -73,9 +78,11 @@ def targets(be: Backend, y: Any, n: int, m_L: int, output: str, dtype: str,
     is_int = xp.isdtype(Y.dtype, "integral")
     if output == "softmax" and Y.ndim == 1:
         if not is_int:
+            whole = bool(_scalar(be, xp.astype(xp.all(Y == xp.round(Y)), Y.dtype)))
+            hint = (f"; they are whole numbers: pass {name}.astype(int)" if whole else "")
             raise ValueError(f"{name} holds float values (dtype {Y.dtype}) but softmax needs "
                              f"integer class labels 0..{m_L - 1} or one-hot rows of shape "
-                             f"({n}, {m_L})")
+                             f"({n}, {m_L}){hint}")
         lo, hi = _scalar(be, xp.min(Y)), _scalar(be, xp.max(Y))
         if lo < 0 or hi > m_L - 1:
             raise ValueError(f"{name} has labels in [{lo:g}, {hi:g}] but the network has {m_L} "
@@ -84,8 +91,10 @@ def targets(be: Backend, y: Any, n: int, m_L: int, output: str, dtype: str,
         return xp.astype(xp.reshape(Y, (n, 1)) == xp.reshape(classes, (1, m_L)), be.dtype(dtype))
     if Y.ndim == 1:
         if m_L != 1:
+            hint = (f"; for integer labels 0..{m_L - 1} (classification) make the network with "
+                    f"output=\"softmax\"" if is_int and output == "identity" else "")
             raise ValueError(f"{name} has shape {tuple(Y.shape)} but the network has m_L = {m_L} "
-                             f"outputs; expected shape ({n}, {m_L})")
+                             f"outputs; expected shape ({n}, {m_L}){hint}")
         Y = xp.reshape(Y, (n, 1))
     given = Y
     with be.errstate():
