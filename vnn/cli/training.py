@@ -195,11 +195,12 @@ def _prepare(args: argparse.Namespace, table: Table, target: Target) -> _Split:
 
 
 def _fit(args: argparse.Namespace, net: vnn.MLP, optimizer: vnn.Optimizer, data: _Split,
-         comm: Any) -> vnn.History:
-    """``net.fit`` with a progress bar; divergence and failed checkpoint writes as one line."""
+         comm: Any, start: int = 0) -> vnn.History:
+    """``net.fit`` with a progress bar (from epoch ``start`` when resuming); divergence and
+    failed checkpoint writes as one line."""
     from tqdm import tqdm
 
-    bar = tqdm(total=args.epochs, desc="training", unit="epoch", file=sys.stderr,
+    bar = tqdm(total=args.epochs, initial=start, desc="training", unit="epoch", file=sys.stderr,
                disable=True if args.quiet else None, leave=False, dynamic_ncols=True)
 
     def on_epoch(epoch: int, history: vnn.History) -> None:
@@ -332,8 +333,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{len(data.X_train)} for training, {len(data.X_val)} for validation")
     say(f"model: {net}, {net.n_parameters:,} parameters")
     say(f"training: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs, l2 {args.l2:g}")
+    if start:
+        say(f"resuming from epoch {start} of {args.epochs} ({args.resume}): training epochs "
+            f"{start + 1}..{args.epochs}")
     t0 = time.perf_counter()
-    history = _fit(args, net, optimizer, data, comm)
+    history = _fit(args, net, optimizer, data, comm, start)
     seconds = time.perf_counter() - t0
     if comm is not None and comm.rank != 0:
         return 0
