@@ -362,3 +362,26 @@ def test_resuming_says_where_it_resumes_and_the_bar_starts_there(tmp_path):
     assert proc.wait(timeout=120) == 0
     text = seen.decode(errors="replace")
     assert "2/5" in text and "0/5" not in text, text
+
+
+def test_ctrl_c_to_a_real_process_says_one_line_writes_the_model_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    model = tmp_path / "m.safetensors"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.Popen([sys.executable, "-m", "vnn.cli", "train", "--dataset", "digits",
+                             "--hidden", "256,256", "--epochs", "100000", "--out", str(model)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    while "training:" not in proc.stdout.readline():  # the header is printed before training
+        pass
+    time.sleep(1.0)  # some epochs in
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "RuntimeWarning" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0], err
+    assert model.exists() and vnn.io.load(model).sizes == [64, 256, 256, 10]
