@@ -196,6 +196,22 @@ def test_info_lists_numpy():
         assert re.search(rf"^\s+{name}\s", out, re.MULTILINE)
 
 
+def test_info_shows_mpi_nvrtc_and_the_gpu():
+    import importlib.metadata
+    import shutil
+
+    out = ok("info").stdout
+    found = {ln.split()[0]: ln.split(None, 1)[1] for ln in out.splitlines()
+             if ln.startswith("  ") and len(ln.split()) > 1}
+    for dist in ("mpi4py", "mpich", "scipy"):
+        try:
+            assert found[dist].startswith(importlib.metadata.version(dist)), found[dist]
+        except importlib.metadata.PackageNotFoundError:
+            assert found[dist].startswith("not installed")
+    assert found["mpiexec"] == (shutil.which("mpiexec") or "not on PATH")
+    assert "nvrtc" in found and "gpu" in found
+
+
 @pytest.mark.parametrize("command", [[], ["train"], ["predict"], ["info"]],
                          ids=["vnn", "train", "predict", "info"])
 def test_help(command):

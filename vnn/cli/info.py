@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -52,6 +53,47 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  {name:<{width}}  {status}")
     print("optional:")
     for dist, use in (("scikit-learn", "vnn train --dataset"), ("matplotlib", "vnn train --plot"),
-                      ("safetensors", "model files"), ("tqdm", "progress bar")):
+                      ("safetensors", "model files"), ("tqdm", "progress bar"),
+                      ("scipy", "vnn.LBFGS, solver='lbfgs'"),
+                      ("mpi4py", "--distributed, fit(distributed=True)"),
+                      ("mpich", "the MPI library mpi4py runs on")):
         print(f"  {dist:<{width}}  {_version(dist) or 'not installed':<10} {use}")
+    print("parallel and GPU:")
+    print(f"  {'mpiexec':<{width}}  {shutil.which('mpiexec') or 'not on PATH'}")
+    print(f"  {'nvrtc':<{width}}  {_nvrtc()}")
+    print(f"  {'gpu':<{width}}  {_gpus()}")
     return 0
+
+
+def _nvrtc() -> str:
+    """NVRTC's version as CuPy loads it (CuPy compiles every kernel through it)."""
+    if importlib.util.find_spec("cupy") is None:
+        return "not checked (CuPy is not installed)"
+    try:
+        from cupy.cuda import compiler
+
+        major, minor = compiler._get_nvrtc_version()
+        return f"{major}.{minor}"
+    except Exception as exc:  # noqa: BLE001 - a missing or broken NVRTC, reported as such
+        return f"not usable ({type(exc).__name__}: {exc}); pip install 'vanilla-nn[cuda13]'"
+
+
+def _gpus() -> str:
+    """The GPUs CuPy (or else torch) can use, by name, or why there are none."""
+    if importlib.util.find_spec("cupy") is not None:
+        try:
+            import cupy
+
+            count = cupy.cuda.runtime.getDeviceCount()
+            names = [cupy.cuda.runtime.getDeviceProperties(i)["name"].decode()
+                     for i in range(count)]
+            return ", ".join(f"cuda:{i} {n}" for i, n in enumerate(names)) or "none visible"
+        except Exception as exc:  # noqa: BLE001 - no driver, an old one, no device
+            return f"none visible to CuPy ({type(exc).__name__}: {exc})"
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            return ", ".join(f"cuda:{i} {torch.cuda.get_device_name(i)}"
+                             for i in range(torch.cuda.device_count()))
+    return "none seen (CuPy is not installed; torch sees no CUDA device)"
