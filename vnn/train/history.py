@@ -52,9 +52,27 @@ class DivergenceError(FloatingPointError):
         self.epoch, self.batch = epoch, batch
 
 
-def report(epoch: int, epochs: int, h: History) -> None:
-    line = f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {h.loss[-1]:.6g}"
-    if h.val_loss:
-        line += f"  val_loss {h.val_loss[-1]:.6g}"
-    line += f"  {h.seconds[-1]:.2f}s  {h.samples_per_second[-1]:,.0f} samples/s"
-    print(line, file=sys.stderr, flush=True)
+class Progress:
+    """``fit(progress=True)``: a tqdm bar of the epochs (``tqdm.auto``: a widget in notebooks),
+    with the last loss and val_loss; on a stream that is not a terminal, nothing. ``start``:
+    the epochs already done (resuming)."""
+
+    def __init__(self, enabled: bool, epochs: int, start: int = 0, unit: str = "epoch") -> None:
+        self.bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=epochs, initial=start, unit=unit, desc="training",
+                            file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def __call__(self, h: History) -> None:
+        if self.bar is not None:
+            post = {"loss": f"{h.loss[-1]:.4g}"}
+            if h.val_loss:
+                post["val_loss"] = f"{h.val_loss[-1]:.4g}"
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -152,7 +152,7 @@ def fit(net: MLP, A: Array, Y: Array, V: Array | None, val: tuple[Array, Array] 
     Ctrl-C stops after the iteration in progress (the model holds its parameters); a non-finite
     result leaves the model at the last finite iterate and raises or warns per ``on_nonfinite``.
     """
-    from vnn.train.history import DivergenceError, History, report
+    from vnn.train.history import DivergenceError, History, Progress
     from vnn.train.trainer import evaluate
 
     max_iter = epochs if optimizer.max_iter is None else optimizer.max_iter
@@ -171,13 +171,13 @@ def fit(net: MLP, A: Array, Y: Array, V: Array | None, val: tuple[Array, Array] 
             history.val_loss.append(evaluate(net, val[0], val[1], lam))
         history.seconds.append(seconds)
         history.samples_per_second.append(n / seconds if seconds > 0 else math.inf)
-        if progress:
-            report(history.epochs, max_iter, history)
+        bar(history)
         if callback is not None:
             callback(history.epochs, history)
 
-    if max_iter == 0:
+    if max_iter == 0:  # epochs=0
         return history
+    bar = Progress(progress, max_iter, unit="iteration")
     try:
         result = minimize(net, A, Y, V, lam, max_iter, optimizer.max_fun, optimizer.tol,
                           iteration=iteration)
@@ -187,6 +187,8 @@ def fit(net: MLP, A: Array, Y: Array, V: Array | None, val: tuple[Array, Array] 
         warnings.warn(f"training interrupted after L-BFGS iteration {history.epochs}; the model "
                       "holds that iteration's parameters", RuntimeWarning, stacklevel=6)
         return history
+    finally:
+        bar.close()
     finite = math.isfinite(float(result.fun)) and math.isfinite(float(abs(result.x).max()))
     if not finite:
         net.theta = Packing(net).unpack(last["theta"])

@@ -6,6 +6,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from vnn.math.optimizers import Optimizer
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 from vnn.train.arguments import check_arguments, positive_int, prepare_data
 from vnn.train.guard import DeferSigint, Run
-from vnn.train.history import History, NothingToTrainWarning, report
+from vnn.train.history import History, NothingToTrainWarning, Progress
 from vnn.train.lbfgs import LBFGS
 from vnn.train.resume import resume_from
 from vnn.train.trainer import Trainer, evaluate
@@ -37,8 +38,9 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     (d) gradients, Eqn (14); (e) update with ``optimizer`` (default ``Adam()``).
 
     ``batch_size`` defaults to min(128, n). With ``shuffle`` the batch order is a fresh permutation
-    each epoch, drawn from the model's seeded host generator. ``progress`` prints one line per epoch
-    to stderr. ``callback(epoch, history)``, when given, is called after each epoch (1-based) with
+    each epoch, drawn from the model's seeded host generator. ``progress`` shows a tqdm bar
+    of the epochs with the loss and val_loss on stderr (a widget in notebooks; nothing when stderr
+    is not a terminal). ``callback(epoch, history)``, when given, is called after each epoch (1-based) with
     the history so far (progress bars, logging). ``sample_weight`` (n,) weights each sample's
     loss: Eqn (3) of a batch becomes Σ_i v_i ℓ_i / Σ_i v_i + λ/2 Σ ‖W‖² (portable step). A batch
     whose weights are all 0 contributes nothing and is skipped (no update, no optimizer step, no
@@ -117,7 +119,8 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
             comm.bcast_(p)
     trainer = Trainer(net, optimizer, lam, reduce=None if comm is None else comm.reduce_gradient)
     run = Run(net, trainer, optimizer, on_nonfinite, comm, batch_size)
-    with net.backend.errstate(), DeferSigint(comm is None) as sigint:
+    bar = Progress(bool(progress) and lead, epochs, history.epochs)
+    with net.backend.errstate(), DeferSigint(comm is None) as sigint, closing(bar):
         for epoch in range(history.epochs + 1, epochs + 1):
             t0 = time.perf_counter()
             perm = net.rng.permutation(n) if shuffle else None
@@ -153,8 +156,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
                 from vnn import io
 
                 io.save(net, checkpoint, optimizer=optimizer, epoch=epoch, history=history)
-            if progress and lead:
-                report(epoch, epochs, history)
+            bar(history)
             if callback is not None:
                 callback(epoch, history)
     return history
