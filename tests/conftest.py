@@ -82,3 +82,31 @@ def fill(disk: pathlib.Path) -> None:
     finally:
         os.close(fd)
 
+
+
+def run_in_terminal(args: list[str], env: dict[str, str] | None = None,
+                    columns: int = 100) -> tuple[int, str]:
+    """Run ``args`` with stdout and stderr on a real terminal (a pty ``columns`` wide: a new pty
+    is 0 × 0, where a progress bar has no room); its exit status and everything it printed."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen(args, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the pty closes when the process ends
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    return proc.wait(timeout=120), seen.decode(errors="replace")

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_in_terminal
 
 import vnn
 import vnn.io
@@ -346,8 +347,6 @@ def test_predict_into_a_closed_pipe_is_quiet(classifier, tmp_path):
 def test_resuming_says_where_it_resumes_and_the_bar_starts_there(tmp_path):
     """The summary's header names the epoch it resumes from; on a terminal (a real pty) the
     progress bar starts at that epoch, not at 0."""
-    import pty
-
     ck = tmp_path / "ck.safetensors"
     common = ["train", "--dataset", "iris", "--hidden", "8", "--batch-size", "16"]
     assert run(*common, "--epochs", "2", "--checkpoint", ck, "--quiet").returncode == 0
@@ -355,28 +354,9 @@ def test_resuming_says_where_it_resumes_and_the_bar_starts_there(tmp_path):
     assert f"resuming from epoch 2 of 5 ({ck}): training epochs 3..5" in resumed.stdout
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    leader, follower = pty.openpty()
-    import fcntl
-    import struct
-    import termios
-
-    # a terminal 100 columns wide (a new pty is 0 × 0, where the bar would have no room)
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "vnn.cli", *common, "--epochs", "5",
-                             "--resume", str(ck)], stdout=follower, stderr=follower, env=env)
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # the pty closes when the process ends
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
-    assert proc.wait(timeout=120) == 0
-    text = seen.decode(errors="replace")
+    status, text = run_in_terminal([sys.executable, "-m", "vnn.cli", *common, "--epochs", "5",
+                                    "--resume", str(ck)], env=env)
+    assert status == 0
     assert "2/5" in text and "0/5" not in text, text
 
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, host, make
+from conftest import BACKENDS, host, make, run_in_terminal
 
 import vnn
 
@@ -192,32 +192,14 @@ def test_training_warnings_point_at_the_callers_fit_line():
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_progress_is_a_bar_on_a_terminal(optimizer):
     """fit(progress=True) in a real terminal (a pty): a tqdm bar with the loss and val_loss."""
-    import fcntl
-    import pty
-    import struct
-    import subprocess
     import sys
-    import termios
+
 
     opt = "vnn.LBFGS()" if optimizer == "lbfgs" else "vnn.Adam()"
     code = ("import numpy as np, vnn\n"
             "X = np.random.default_rng(0).standard_normal((64, 3)); y = X[:, 0]\n"
             f"vnn.MLP([3, 4, 1], seed=0).fit(X, y, optimizer={opt}, epochs=5, progress=True,\n"
             "                                validation_data=(X, y))\n")
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=follower, stderr=follower)
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
-    assert proc.wait(timeout=120) == 0
-    text = seen.decode(errors="replace")
+    status, text = run_in_terminal([sys.executable, "-c", code])
+    assert status == 0
     assert "5/5" in text and "loss=" in text and "val_loss=" in text, text
