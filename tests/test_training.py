@@ -203,3 +203,43 @@ def test_progress_is_a_bar_on_a_terminal(optimizer):
     status, text = run_in_terminal([sys.executable, "-c", code])
     assert status == 0
     assert "5/5" in text and "loss=" in text and "val_loss=" in text, text
+
+
+def _overfitting():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    y = X[:, 0] + rng.standard_normal(40)  # mostly noise: a wide network overfits it
+    Xv = rng.standard_normal((200, 5))
+    return X, y, Xv, Xv[:, 0]
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch():
+    """Patience 5 on a network that overfits: it stops before the epochs run out, best_epoch is
+    the epoch of the lowest val_loss, and the model equals a run of exactly best_epoch epochs."""
+    X, y, Xv, yv = _overfitting()
+    kw = dict(optimizer=vnn.Adam(1e-2), batch_size=8, validation_data=(Xv, yv))
+    net = vnn.MLP([5, 64, 64, 1], dtype="float64", seed=1)
+    h = net.fit(X, y, epochs=300, early_stopping=5, **kw)
+    assert h.stopped == "early" and h.epochs < 300
+    assert h.best_epoch == int(np.argmin(h.val_loss)) + 1 == h.epochs - 5
+    J, _ = net.loss_and_gradients(Xv, yv)
+    assert J == pytest.approx(min(h.val_loss), rel=1e-12)
+    twin = vnn.MLP([5, 64, 64, 1], dtype="float64", seed=1)
+    twin.fit(X, y, epochs=h.best_epoch, **{**kw, "optimizer": vnn.Adam(1e-2)})
+    for a, b in zip(net.weights + net.biases, twin.weights + twin.biases):
+        np.testing.assert_array_equal(host(a), host(b))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(early_stopping=5), "watches the validation loss; pass validation_data"),
+    (dict(early_stopping=0, validation_data="v"), "early_stopping=0 is invalid"),
+    (dict(early_stopping=3, optimizer="lbfgs"), "for the mini-batch optimizers"),
+])
+def test_early_stopping_arguments_are_checked(kwargs, match):
+    X, y, Xv, yv = _overfitting()
+    if kwargs.get("validation_data") == "v":
+        kwargs["validation_data"] = (Xv, yv)
+    if kwargs.get("optimizer") == "lbfgs":
+        kwargs.update(optimizer=vnn.LBFGS(), validation_data=(Xv, yv))
+    with pytest.raises(ValueError, match=match):
+        vnn.MLP([5, 4, 1], seed=0).fit(X, y, **kwargs)

@@ -348,7 +348,8 @@ class MLP:
             validation_data: tuple[Any, Any] | None = None, progress: bool = False,
             callback: Callable[[int, History], Any] | None = None,
             sample_weight: Any = None, on_nonfinite: str = "raise", checkpoint: Any = None,
-            checkpoint_every: int = 1, resume: Any = None, distributed: Any = False) -> History:
+            checkpoint_every: int = 1, resume: Any = None, distributed: Any = False,
+            early_stopping: int | None = None) -> History:
         """Train with mini-batches as in Algorithm 1.9; see :func:`vnn.train.fit` (divergence,
         Ctrl-C, ``checkpoint=``, ``resume=`` and ``distributed=`` are described there)."""
         from vnn.train import fit
@@ -357,7 +358,7 @@ class MLP:
                    shuffle=shuffle, validation_data=validation_data, progress=progress,
                    callback=callback, sample_weight=sample_weight, on_nonfinite=on_nonfinite,
                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-                   distributed=distributed)
+                   distributed=distributed, early_stopping=early_stopping)
 
 
 def check_l2(l2: object) -> float:

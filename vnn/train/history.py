@@ -30,8 +30,12 @@ class History:
     samples_per_second: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        #: why training ended before ``epochs``: None, "interrupted" (Ctrl-C) or "nonfinite"
+        #: why training ended before ``epochs``: None, "interrupted" (Ctrl-C), "nonfinite" or
+        #: "early" (early stopping)
         self.stopped: str | None = None
+        #: with early stopping: the epoch (1-based) of the lowest val_loss, whose parameters the
+        #: model holds at the end
+        self.best_epoch: int | None = None
 
     @property
     def epochs(self) -> int:

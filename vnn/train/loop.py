@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from vnn.network import MLP
 
 from vnn.train.arguments import check_arguments, positive_int, prepare_data
+from vnn.train.early import EarlyStopping
 from vnn.train.guard import DeferSigint, Run
 from vnn.train.history import History, NothingToTrainWarning, Progress
 from vnn.train.lbfgs import LBFGS
@@ -32,7 +33,8 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
         validation_data: tuple[Any, Any] | None = None, progress: bool = False,
         callback: Callable[[int, History], Any] | None = None,
         sample_weight: Any = None, on_nonfinite: str = "raise", checkpoint: Any = None,
-        checkpoint_every: int = 1, resume: Any = None, distributed: Any = False) -> History:
+        checkpoint_every: int = 1, resume: Any = None, distributed: Any = False,
+        early_stopping: int | None = None) -> History:
     """Algorithm 1.9: repeat for ``epochs`` over mini-batches B of ``X``, ``y``:
     (a) forward, Eqns (1)-(2); (b) loss, Eqn (3); (c) backward, Eqns (10)-(13);
     (d) gradients, Eqn (14); (e) update with ``optimizer`` (default ``Adam()``).
@@ -76,6 +78,10 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     batch) and gets the same parameters and history; only rank 0 prints and writes checkpoints.
     Ctrl-C is left to MPI there (it stops every rank).
 
+    ``early_stopping=patience`` (with ``validation_data``) stops when the validation loss has
+    not gone below its best for ``patience`` epochs and leaves the model with the best epoch's
+    parameters; ``history.best_epoch`` names it and ``history.stopped`` is ``"early"``.
+
     ``optimizer=vnn.LBFGS(...)`` trains full-batch with SciPy's L-BFGS-B instead (see
     :mod:`vnn.train.lbfgs`): the history has one entry per iteration, up to ``LBFGS.max_iter``
     (default: ``epochs``); ``batch_size`` must be None or at least n; ``checkpoint``, ``resume``
@@ -86,11 +92,19 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     optimizer = check_arguments(optimizer, resume, shuffle, progress, callback, on_nonfinite,
                                  validation_data)
     checkpoint_every = positive_int("checkpoint_every", checkpoint_every, 1)
+    if early_stopping is not None:
+        early_stopping = positive_int("early_stopping", early_stopping, 1)
+        if validation_data is None:
+            raise ValueError(f"early_stopping={early_stopping} watches the validation loss; "
+                             "pass validation_data=(X_val, y_val)")
     if batch_size is not None:
         batch_size = positive_int("batch_size", batch_size, 1)
     from vnn.distributed import communicator
 
     if isinstance(optimizer, LBFGS):
+        if early_stopping is not None:
+            raise ValueError(f"early_stopping={early_stopping} is for the mini-batch optimizers; "
+                             "vnn.LBFGS stops on its own tolerance (LBFGS(tol=...))")
         return _fit_lbfgs(net, X, y, optimizer, epochs, batch_size, lam, validation_data,
                           progress, callback, sample_weight, on_nonfinite, checkpoint, resume,
                           distributed)
@@ -120,6 +134,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     trainer = Trainer(net, optimizer, lam, reduce=None if comm is None else comm.reduce_gradient)
     run = Run(net, trainer, optimizer, on_nonfinite, comm, batch_size)
     bar = Progress(bool(progress) and lead, epochs, history.epochs)
+    early = None if early_stopping is None else EarlyStopping(early_stopping)
     with net.backend.errstate(), DeferSigint(comm is None) as sigint, closing(bar):
         for epoch in range(history.epochs + 1, epochs + 1):
             t0 = time.perf_counter()
@@ -159,6 +174,11 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
             bar(history)
             if callback is not None:
                 callback(epoch, history)
+            if early is not None and early.stop(net, epoch, history):
+                history.stopped = "early"
+                break
+    if early is not None and history.stopped not in ("interrupted", "nonfinite"):
+        early.restore(net)  # (stopped otherwise, the model keeps its last finite step)
     return history
 
 
