@@ -381,3 +381,38 @@ def test_ctrl_c_to_a_real_process_says_one_line_writes_the_model_and_exits_130(t
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0], err
     assert model.exists() and vnn.io.load(model).sizes == [64, 256, 256, 10]
+
+
+def _prices(tmp_path):
+    """Whole-number prices: 300 samples, nearly as many distinct values."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    price = np.round(200 + 40 * X[:, 0] + 10 * rng.normal(size=300))
+    return write_csv(tmp_path / "h.csv", X, price, header=["a", "b", "c", "price"])
+
+
+def test_whole_number_prices_are_a_regression_and_the_choice_is_said(tmp_path):
+    proc = ok("train", "--data", _prices(tmp_path), "--target", "price", "--epochs", "5")
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("task:"))
+    assert line.startswith("task: regression") and "--task classify" in line
+    assert "val R²" in proc.stdout
+
+
+def test_float_class_labels_in_npy_are_a_classification(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] > 0).astype(float) + (X[:, 1] > 0)  # 0.0, 1.0, 2.0 as floats (.npy is numeric)
+    path = tmp_path / "labels.npy"
+    np.save(path, np.column_stack([X, y]))
+    proc = ok("train", "--data", path, "--epochs", "5")
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("task:"))
+    assert line.startswith("task: classification (3 classes") and "--task regress" in line
+    assert "val accuracy" in proc.stdout
+
+
+def test_task_overrides_the_guess_and_conflicts_with_output_are_refused(tmp_path):
+    data = _prices(tmp_path)
+    proc = ok("train", "--data", data, "--target", "price", "--epochs", "1", "--task", "classify")
+    assert "task: classification (" in proc.stdout and ", --task classify)" in proc.stdout
+    assert_usage_error(run("train", "--data", data, "--target", "price", "--task", "classify",
+                           "--output", "identity"), "--task classify", "--output identity")

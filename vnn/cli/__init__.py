@@ -122,10 +122,14 @@ def _model_options(t: argparse.ArgumentParser) -> None:
     m.add_argument("--activation", default="relu", metavar="NAME",
                    help=f"hidden activation: {', '.join(ACTIVATIONS)}, or a comma-separated list "
                         "with one per hidden layer (default: %(default)s)")
+    m.add_argument("--task", choices=("auto", "classify", "regress"), default="auto",
+                   help="classify (class labels) or regress (numbers); auto takes labels that "
+                        "are not numbers, or at most 20 distinct whole numbers (and at most a "
+                        "fifth of the samples), as classes and anything else as a regression, "
+                        "and says which it chose (default: %(default)s)")
     m.add_argument("--output", choices=OUTPUTS, default="auto",
-                   help="output layer; auto picks softmax for integer or string labels with more "
-                        "than two classes, sigmoid for two classes and identity (regression) for "
-                        "float targets (default: %(default)s)")
+                   help="output layer; auto picks softmax for more than two classes, sigmoid "
+                        "for two and identity for a regression (default: %(default)s)")
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="floating-point type of the parameters and the computation "
                         "(default: %(default)s)")

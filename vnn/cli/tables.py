@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from vnn.cli.files import (
     load_npy,
     load_npz,
 )
-from vnn.cli.options import DATASETS_HINT, PROG
+from vnn.cli.options import DATASETS_HINT
 
 
 # -- reading data ---------------------------------------------------------------------------------
@@ -309,18 +308,53 @@ def encode_target(table: Table, output: str) -> Target:
                   labels)
 
 
-def note_on_target(table: Table, target: Target, output: str) -> None:
-    """A hint on stderr when ``--output auto`` probably guessed the task wrong."""
-    if output != "auto" or table.y is None:
-        return
-    n = len(table.y)
-    if target.labels is not None and table.y.dtype.kind in "iu" and (
-            len(target.labels) > max(20, n // 10)):
-        print(f"{PROG}: note: the integer target has {len(target.labels)} distinct values, taken "
-              "as class labels; for a regression use --output identity", file=sys.stderr)
-    elif target.labels is None and table.y.ndim == 1:
-        values = np.unique(table.y)
-        if len(values) <= 10 and all(float(v).is_integer() for v in values):
-            print(f"{PROG}: note: the target holds {len(values)} distinct whole numbers as floats, "
-                  "taken as a regression; for classes use --output softmax (or sigmoid for two)",
-                  file=sys.stderr)
+#: the most distinct whole-number values a target may have and still be taken as class labels
+#: (also at most a fifth of the samples): more are a quantity (prices, counts) to regress
+MAX_GUESSED_CLASSES = 20
+
+
+def choose_task(table: Table, output: str, task: str) -> tuple[str, str]:
+    """The output to encode the target with (``encode_target``'s ``output``: ``"classes"``,
+    ``"identity"`` or one asked for) and a line saying which task was chosen, why, and how to
+    choose the other. ``task``: ``auto``, ``classify`` or ``regress`` (``--task``)."""
+    y = table.y
+    assert y is not None
+    if output != "auto":
+        implied = "regress" if output == "identity" else "classify"
+        if task not in ("auto", implied):
+            raise UsageError(f"--task {task} contradicts --output {output} (a "
+                             f"{'regression' if implied == 'regress' else 'classifier'}); give "
+                             "one of them")
+        task, why = implied, f"--output {output}"
+    elif task != "auto":
+        why = f"--task {task}"
+    else:
+        task, why = _guess_task(y)
+    if task == "regress":
+        other = "" if why.startswith("--") else "; --task classify to take it as class labels"
+        return ("identity" if output == "auto" else output,
+                f"task: regression ({why}){other}")
+    K = len(np.unique(y)) if y.ndim == 1 else y.shape[1]
+    other = "" if why.startswith("--") else "; --task regress to take it as numbers"
+    return ("classes" if output == "auto" else output,
+            f"task: classification ({K} classes, {why}){other}")
+
+
+def _guess_task(y: np.ndarray) -> tuple[str, str]:
+    """What a user would expect from the target's values: classes for labels that are not
+    numbers or are few whole numbers, else a regression."""
+    if y.dtype.kind not in "biuf":
+        return "classify", "the target is not numeric"
+    if y.dtype.kind == "b":
+        return "classify", "the target is true/false"
+    if y.ndim != 1:
+        return "regress", f"{y.shape[1]} numeric target columns"
+    values = np.unique(y)
+    n = len(y)
+    if y.dtype.kind == "f" and not all(float(v).is_integer() for v in values if np.isfinite(v)):
+        return "regress", "the target has non-integer values"
+    limit = max(2, min(MAX_GUESSED_CLASSES, n // 5))
+    if len(values) <= limit:
+        return "classify", f"{len(values)} distinct whole numbers among {n} samples"
+    return "regress", (f"{len(values)} distinct whole numbers among {n} samples, too many to "
+                       f"be class labels, at most {limit} here")

@@ -26,7 +26,7 @@ from vnn.cli.files import (
     write_output,
 )
 from vnn.cli.options import PLOT_HINT, PROG, SCORE_ROWS, activation_of
-from vnn.cli.tables import Table, Target, encode_target, load_dataset, note_on_target, read_table
+from vnn.cli.tables import Table, Target, choose_task, encode_target, load_dataset, read_table
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -310,8 +310,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     activation = activation_of(args)
     start = _check_train_files(args)
     table = load_dataset(args.dataset) if args.dataset else read_table(args.data, args.target, True)
-    target = encode_target(table, args.output)
-    note_on_target(table, target, args.output)
+    output, task_line = choose_task(table, args.output, args.task)
+    target = encode_target(table, output)
     X, n = table.X, table.X.shape[0]
     if not np.all(np.isfinite(X)):
         raise UsageError(f"{table.source}: the features contain NaN or infinite values")
@@ -331,6 +331,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if target.classification else "regression")
     say(f"data: {table.source}, {n} samples, {X.shape[1]} features, {what}; "
         f"{len(data.X_train)} for training, {len(data.X_val)} for validation")
+    say(task_line)
     say(f"model: {net}, {net.n_parameters:,} parameters")
     say(f"training: {optimizer!r}, batch {args.batch_size}, {args.epochs} epochs, l2 {args.l2:g}")
     if start:
