@@ -213,8 +213,8 @@ def test_info_shows_mpi_nvrtc_and_the_gpu():
     assert "nvrtc" in found and "gpu" in found
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["predict"], ["info"]],
-                         ids=["vnn", "train", "predict", "info"])
+@pytest.mark.parametrize("command", [[], ["train"], ["predict"], ["evaluate"], ["info"]],
+                         ids=["vnn", "train", "predict", "evaluate", "info"])
 def test_help(command):
     proc = ok(*command, "--help")
     assert proc.stdout.startswith("usage: vnn")
@@ -416,3 +416,46 @@ def test_task_overrides_the_guess_and_conflicts_with_output_are_refused(tmp_path
     assert "task: classification (" in proc.stdout and ", --task classify)" in proc.stdout
     assert_usage_error(run("train", "--data", data, "--target", "price", "--task", "classify",
                            "--output", "identity"), "--task classify", "--output identity")
+
+
+def test_evaluate_scores_a_classifier_as_scikit_learn_does(classifier, tmp_path):
+    from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
+
+    X, y = blobs(90, seed=5)
+    data = write_csv(tmp_path / "labelled.csv", X, y, header=["a", "b", "c", "d", "colour"])
+    out = ok("evaluate", "--model", classifier, "--data", data, "--target", "colour").stdout
+    net = vnn.io.load(classifier)
+    labels = vnn.io.read_metadata(classifier)["extra"]["labels"]
+    p = vnn.to_numpy(net.predict_proba(standardized(classifier, X))).astype(np.float64)
+    p /= p.sum(axis=1, keepdims=True)  # float32 probabilities, summing to 1 in float64
+    truth = np.array([labels.index(str(c)) for c in y])
+    assert metric(out, "accuracy") == pytest.approx(accuracy_score(truth, p.argmax(1)), abs=1e-4)
+    assert metric(out, "loss") == pytest.approx(log_loss(truth, p, labels=range(3)), abs=2e-4)
+    table = [ln.split() for ln in out.splitlines()[-3:]]
+    counts = np.array([[int(v) for v in row[1:]] for row in table])
+    np.testing.assert_array_equal(counts, confusion_matrix(truth, p.argmax(1), labels=range(3)))
+    assert [row[0] for row in table] == labels
+
+
+def test_evaluate_scores_a_regression_in_the_targets_units(tmp_path):
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = 50.0 + X @ [2.0, 0.3, -20.0] + rng.normal(size=200)
+    model = tmp_path / "reg.safetensors"
+    ok("train", "--data", write_csv(tmp_path / "train.csv", X, y), "--epochs", "30", "--out",
+       model, "-q")
+    out = ok("evaluate", "--model", model, "--data", write_csv(tmp_path / "t.csv", X, y)).stdout
+    pred = np.array([float(v) for v in
+                     ok("predict", "--model", model, "--data",
+                        write_csv(tmp_path / "x.csv", X)).stdout.split()])
+    assert metric(out, "R²") == pytest.approx(r2_score(y, pred), abs=1e-4)
+    assert metric(out, "loss") == pytest.approx(0.5 * np.mean((pred - y) ** 2), rel=1e-4)
+
+
+def test_evaluate_refuses_labels_the_model_does_not_know(classifier, tmp_path):
+    X, y = blobs(10, seed=5)
+    data = write_csv(tmp_path / "odd.csv", X, ["purple"] * 10, header=["a", "b", "c", "d", "t"])
+    assert_usage_error(run("evaluate", "--model", classifier, "--data", data), "'purple'",
+                       "not trained on")

@@ -3,6 +3,7 @@
     vnn train --dataset digits --epochs 20 --out digits.safetensors
     vnn train --data houses.csv --target price --hidden 64,64 --out houses.safetensors
     vnn predict --model digits.safetensors --data new.csv --out predictions.csv
+    vnn evaluate --model digits.safetensors --data labelled.csv
     vnn info
 
 Every problem with the arguments, the data or the files, and every error raised while reading a
@@ -29,6 +30,7 @@ from typing import Any
 
 import vnn
 from vnn.cli.errors import debug, error_message, one_line
+from vnn.cli.evaluate import cmd_evaluate
 from vnn.cli.files import UsageError
 from vnn.cli.info import cmd_info
 from vnn.cli.options import (
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
     _add_predict(sub)
+    _add_evaluate(sub)
     _add_info(sub)
     return parser
 
@@ -198,12 +201,35 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--proba", action="store_true",
                    help="write class probabilities instead: one column per class, with a header "
                         "row of class names")
+    _add_model_device(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def _add_model_device(p: Any) -> None:
+    """Where a loaded model runs: ``--device``, ``--backend``, ``--dtype``."""
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--backend", choices=BACKEND_NAMES, default=None,
                    help="array library (default: numpy for cpu, cupy for cuda)")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="compute in this dtype (default: the model file's)")
-    p.set_defaults(func=cmd_predict)
+
+
+def _add_evaluate(sub: Any) -> None:
+    """``vnn evaluate`` and its options."""
+    e = sub.add_parser(
+        "evaluate", help="score a trained model file on labelled data", formatter_class=Formatter,
+        description="Load a model written by 'vnn train --out' and score it on a data file that "
+                    "holds the target too: the loss, the accuracy and the confusion counts for "
+                    "a classifier; half the squared error and R² for a regression.",
+        epilog="The data file is read as 'vnn train' reads it: the target is the last column "
+               "unless --target names it (NPZ: arrays X and y).")
+    e.add_argument("--model", required=True, metavar="FILE", help="a model file (.safetensors)")
+    e.add_argument("--data", required=True, metavar="FILE",
+                   help="features and target: .csv, .npy or .npz")
+    e.add_argument("--target", metavar="COLUMN",
+                   help="the target column (name or 0-based index; default: the last)")
+    _add_model_device(e)
+    e.set_defaults(func=cmd_evaluate)
 
 
 def _add_info(sub: Any) -> None:

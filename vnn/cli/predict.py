@@ -79,12 +79,11 @@ def _csv_text(header: list[str] | None, rows: list[list[str]]) -> str:
     return text.getvalue()
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def load_model(args: argparse.Namespace) -> tuple[vnn.MLP, dict[str, Any]]:
+    """``--model`` on ``--device`` / ``--backend`` / ``--dtype``, and its checked extra; the
+    ``--data`` file's kind and readability checked first."""
     model_io = io_module()
-    check_distinct([("--out", args.out)], [("--model", args.model), ("--data", args.data)])
     check_readable(args.model, "--model", "a model file written by 'vnn train --out'")
-    if args.out is not None:
-        check_output(args.out, "--out")
     file_kind(args.data)
     check_readable(args.data)
     try:  # one read of the file: the weights and the extra of the same model
@@ -96,15 +95,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.model}: cannot load the model ({type(exc).__name__}: "
                          f"{exc})") from None
     net = model.net
-    extra = check_extra(args.model, model.extra, net.sizes, net.output)
-    names = extra.get("feature_names")
-    table = read_table(args.data, None, with_target=False, columns=names)
-    X = _check_width(table, net.sizes[0], names)
+    return net, check_extra(args.model, model.extra, net.sizes, net.output)
+
+
+def features(table: Table, net: vnn.MLP, extra: dict[str, Any]) -> np.ndarray:
+    """The table's features as the model takes them: its columns, finite, standardised with
+    the statistics stored in the model."""
+    X = _check_width(table, net.sizes[0], extra.get("feature_names"))
     if not np.all(np.isfinite(X)):
         raise UsageError(f"{table.source}: the features contain NaN or infinite values")
     scaling = extra.get("standardize")
     if scaling:
         X = (X - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
+    return X
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    check_distinct([("--out", args.out)], [("--model", args.model), ("--data", args.data)])
+    if args.out is not None:
+        check_output(args.out, "--out")
+    net, extra = load_model(args)
+    table = read_table(args.data, None, with_target=False, columns=extra.get("feature_names"))
+    X = features(table, net, extra)
     header, rows = _predictions(net, X, extra, args.proba)
     text = _csv_text(header, rows)
     if args.out is None:

@@ -65,7 +65,7 @@ def unscale(pred: np.ndarray, scaling: dict[str, list[float]] | None) -> np.ndar
     return pred * std + mean
 
 
-def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
     """Coefficient of determination, averaged over target columns."""
     y = y.reshape(len(y), -1)
     pred = pred.reshape(len(pred), -1)
@@ -260,7 +260,7 @@ def _report(args: argparse.Namespace, net: vnn.MLP, target: Target, data: _Split
         pred = _predict_rows(net, Xs)
         if target.classification:
             return float(np.mean(pred.reshape(-1) == ys))
-        return _r2(ys, unscale(pred, data.target_scaling))
+        return r2(ys, unscale(pred, data.target_scaling))
 
     has_val = len(data.X_val) > 0
     metric = "accuracy" if target.classification else "R²"
