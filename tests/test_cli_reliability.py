@@ -786,3 +786,28 @@ def host_argmax(net: vnn.MLP, X: np.ndarray) -> np.ndarray:
     """Class codes of ``X`` by an independent forward pass in NumPy (one layer: Eqn 1, softmax)."""
     W, b = vnn.to_numpy(net.weights[0]).astype(np.float64), vnn.to_numpy(net.biases[0])
     return (X @ W.T + b).argmax(axis=1)
+
+
+def test_plot_shows_the_accuracy_beside_the_loss(capsys, tmp_path, monkeypatch):
+    """--plot: the loss curves on the left, the accuracy (train and validation, each epoch) on
+    the right; the last accuracy is the summary's."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    drawn: list[Any] = []
+    save = Figure.savefig
+
+    def record(fig: Any, *args: Any, **kw: Any) -> Any:
+        drawn.append([(ax.get_ylabel(), [line.get_ydata() for line in ax.get_lines()])
+                      for ax in fig.axes])
+        return save(fig, *args, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    plot = tmp_path / "curves.png"
+    out, _ = succeeds(capsys, "train", "--dataset", "iris", "--epochs", "4", "--plot", plot)
+    assert plot.stat().st_size > 0
+    (loss_label, losses), (metric_label, scores) = drawn[0]
+    assert loss_label.startswith("loss") and metric_label == "accuracy"
+    assert [len(v) for v in losses] == [4, 4] and [len(v) for v in scores] == [4, 4]
+    train_acc = float(re.search(r"train accuracy: (\d\.\d+)", out).group(1))
+    assert scores[0][-1] == pytest.approx(train_acc, abs=1e-4)

@@ -97,14 +97,17 @@ def _check_matplotlib() -> None:
         raise UsageError(f"--plot needs matplotlib, which is not installed here: {PLOT_HINT}")
 
 
-def plot_curves(history: vnn.History, path: str, title: str, loss: str, l2: float) -> None:
-    """Training (and validation) loss per epoch, written atomically as an image in the format of
-    the suffix of ``path`` (any that matplotlib writes)."""
+def plot_curves(history: vnn.History, path: str, title: str, loss: str, l2: float,
+                scores: Any = None) -> None:
+    """Training (and validation) loss per epoch and, beside it, the accuracy (or R²) of the
+    epochs ``scores`` recorded, written atomically as an image in the format of the suffix of
+    ``path`` (any that matplotlib writes)."""
     from matplotlib.figure import Figure
 
     fmt = check_plot_format(path)
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = fig.add_subplot()
+    with_scores = scores is not None and scores.epochs
+    fig = Figure(figsize=(11.0 if with_scores else 6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot(1, 2 if with_scores else 1, 1)
     epochs = range(1, history.epochs + 1)
     ax.plot(epochs, history.loss, marker="o", markersize=3, label="train")
     if history.val_loss:
@@ -117,6 +120,15 @@ def plot_curves(history: vnn.History, path: str, title: str, loss: str, l2: floa
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
+    if with_scores:
+        right = fig.add_subplot(1, 2, 2)
+        right.plot(scores.epochs, scores.train, marker="o", markersize=3, label="train")
+        if scores.val:
+            right.plot(scores.epochs, scores.val, marker="o", markersize=3, label="validation")
+        right.set_xlabel("epoch")
+        right.set_ylabel(scores.metric)
+        right.grid(True, alpha=0.3)
+        right.legend()
     image = io.BytesIO()
     fig.savefig(image, format=fmt, dpi=120)
     write_output(path, image.getvalue(), "--plot", "the plot")
@@ -195,7 +207,7 @@ def _prepare(args: argparse.Namespace, table: Table, target: Target) -> _Split:
 
 
 def _fit(args: argparse.Namespace, net: vnn.MLP, optimizer: vnn.Optimizer, data: _Split,
-         comm: Any, start: int = 0) -> vnn.History:
+         comm: Any, start: int = 0, scores: _Scores | None = None) -> vnn.History:
     """``net.fit`` with a progress bar (from epoch ``start`` when resuming); divergence and
     failed checkpoint writes as one line."""
     from tqdm import tqdm
@@ -209,6 +221,8 @@ def _fit(args: argparse.Namespace, net: vnn.MLP, optimizer: vnn.Optimizer, data:
             post["val_loss"] = f"{history.val_loss[-1]:.4g}"
         bar.set_postfix(post, refresh=False)
         bar.update(1)
+        if scores is not None:
+            scores(epoch)
 
     has_val = len(data.X_val) > 0
     try:
@@ -252,15 +266,52 @@ def _predict_rows(net: vnn.MLP, X: np.ndarray) -> np.ndarray:
     return np.concatenate(parts) if parts else vnn.to_numpy(net.predict(X))
 
 
-def _report(args: argparse.Namespace, net: vnn.MLP, target: Target, data: _Split,
-            history: vnn.History, seconds: float, start: int) -> None:
-    """Print the final losses, the accuracy (or R²) and the training speed."""
+def _scorer(net: vnn.MLP, target: Target, data: _Split) -> Any:
+    """``score(X, y)``: the accuracy of a classifier, or R² of a regression in the target's
+    units."""
 
     def score(Xs: np.ndarray, ys: np.ndarray) -> float:
         pred = _predict_rows(net, Xs)
         if target.classification:
             return float(np.mean(pred.reshape(-1) == ys))
         return r2(ys, unscale(pred, data.target_scaling))
+
+    return score
+
+
+class _Scores:
+    """``--plot``: the accuracy (or R²) on the training and validation splits after each epoch
+    trained (one forward pass over each)."""
+
+    def __init__(self, net: vnn.MLP, target: Target, data: _Split) -> None:
+        self.score, self.data = _scorer(net, target, data), data
+        self.metric = "accuracy" if target.classification else "R²"
+        self.epochs: list[int] = []
+        self.train: list[float] = []
+        self.val: list[float] = []
+
+    def __call__(self, epoch: int) -> None:
+        if self.failed:
+            return
+        try:
+            train = self.score(self.data.X_train, self.data.y_train)
+            val = self.score(self.data.X_val, self.data.y_val) if len(self.data.X_val) else None
+        except Exception:  # a curve for the plot never stops training: the plot does without
+            self.failed = True
+            self.epochs, self.train, self.val = [], [], []
+            return
+        self.epochs.append(epoch)
+        self.train.append(train)
+        if val is not None:
+            self.val.append(val)
+
+    failed = False
+
+
+def _report(args: argparse.Namespace, net: vnn.MLP, target: Target, data: _Split,
+            history: vnn.History, seconds: float, start: int) -> None:
+    """Print the final losses, the accuracy (or R²) and the training speed."""
+    score = _scorer(net, target, data)
 
     has_val = len(data.X_val) > 0
     metric = "accuracy" if target.classification else "R²"
@@ -337,16 +388,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if start:
         say(f"resuming from epoch {start} of {args.epochs} ({args.resume}): training epochs "
             f"{start + 1}..{args.epochs}")
+    scores = _Scores(net, target, data) if args.plot is not None else None
     t0 = time.perf_counter()
-    history = _fit(args, net, optimizer, data, comm, start)
+    history = _fit(args, net, optimizer, data, comm, start, scores)
     seconds = time.perf_counter() - t0
     if comm is not None and comm.rank != 0:
         return 0
-    return _finish(args, net, table, target, data, history, seconds, start)
+    return _finish(args, net, table, target, data, history, seconds, start, scores)
 
 
 def _finish(args: argparse.Namespace, net: vnn.MLP, table: Table, target: Target, data: _Split,
-            history: vnn.History, seconds: float, start: int) -> int:
+            history: vnn.History, seconds: float, start: int,
+            scores: _Scores | None = None) -> int:
     """After training: write the model and the plot first, then score and print the summary;
     the exit status (130 after Ctrl-C)."""
     interrupted = history.stopped == "interrupted"
@@ -362,7 +415,8 @@ def _finish(args: argparse.Namespace, net: vnn.MLP, table: Table, target: Target
         _write_model(args, net, table, target, data, history)
         written.append(f"the model was written to {args.out}")
     if args.plot is not None:
-        plot_curves(history, args.plot, f"{table.source}: {net.sizes}", net.loss, args.l2)
+        plot_curves(history, args.plot, f"{table.source}: {net.sizes}", net.loss, args.l2,
+                    scores)
         written.append(f"the loss curves {'to' if written else 'were written to'} {args.plot}")
     try:
         _report(args, net, target, data, history, seconds, start)
