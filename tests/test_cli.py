@@ -459,3 +459,12 @@ def test_evaluate_refuses_labels_the_model_does_not_know(classifier, tmp_path):
     data = write_csv(tmp_path / "odd.csv", X, ["purple"] * 10, header=["a", "b", "c", "d", "t"])
     assert_usage_error(run("evaluate", "--model", classifier, "--data", data), "'purple'",
                        "not trained on")
+
+
+def test_predict_on_a_labelled_csv_says_the_target_is_not_used(classifier, tmp_path):
+    X, y = blobs(12, seed=6)
+    data = write_csv(tmp_path / "labelled.csv", X, y, header=["a", "b", "c", "d", "colour"])
+    proc = ok("predict", "--model", classifier, "--data", data)
+    assert len(proc.stdout.splitlines()) == 12
+    assert "column(s) 'colour' not used by the model" in proc.stderr
+    assert "vnn evaluate" in proc.stderr

@@ -20,6 +20,7 @@ from vnn.cli.files import (
     check_readable,
     write_output,
 )
+from vnn.cli.options import PROG
 from vnn.cli.tables import Table, file_kind, read_table
 from vnn.cli.training import io_module, unscale
 
@@ -115,8 +116,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output(args.out, "--out")
     net, extra = load_model(args)
-    table = read_table(args.data, None, with_target=False, columns=extra.get("feature_names"))
+    names = extra.get("feature_names")
+    table = read_table(args.data, None, with_target=False, columns=names)
     X = features(table, net, extra)
+    unused = [c for c in table.feature_names or [] if names and c not in names]
+    if unused:  # a target, ids: left out, and said so
+        shown = ", ".join(repr(c) for c in unused[:5]) + (", ..." if len(unused) > 5 else "")
+        print(f"{PROG}: note: {table.source}: column(s) {shown} not used by the model; to score "
+              f"it against a target column: vnn evaluate --model {args.model} --data "
+              f"{args.data} --target COLUMN", file=sys.stderr)
     header, rows = _predictions(net, X, extra, args.proba)
     text = _csv_text(header, rows)
     if args.out is None:
