@@ -231,3 +231,20 @@ def test_tf32_rounds_cupy_float32_products(be):
         exact = float((a @ b)[0, 0])
     assert rounded == pytest.approx(1024.0, abs=1e-3)
     assert exact == pytest.approx(1024.1024, rel=1e-5)
+
+
+def test_an_identity_layer_launches_no_kernel():
+    """φ = identity writes z onto itself (``a = z`` on one buffer): no kernel is made for it."""
+    made = []
+
+    def recording(name, ins, outs, body):
+        made.append((name, body))
+        return numpy_kernel(name, ins, outs, body)
+
+    net = vnn.MLP([3, 4, 4, 2], activation="identity", output="softmax", dtype="float64", seed=0)
+    theta = net.theta
+    step = preallocated.PreallocatedStep(np, theta[0::2], theta[1::2], net.activation, "softmax",
+                                         0.0, vnn.SGD(0.1), np_backend._take, kernel=recording)
+    A, Y, _ = net.prepare(np.zeros((5, 3)), np.zeros(5, dtype=int))
+    step(A, Y, slice(0, 5))
+    assert made and not [n for n, _ in made if n == "vnn_identity"], made

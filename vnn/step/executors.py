@@ -78,6 +78,10 @@ class Kernels(Calls):
         if alias:
             statements = [(t, substitute(e, {k: ast.Name(v) for k, v in alias.items()}))
                           for t, e in statements]
+        statements = [(t, e) for t, e in statements
+                      if not (isinstance(e, ast.Name) and e.id == t)]  # `a = a`: nothing to do
+        if not statements:  # (φ = identity on its own buffer): no kernel, no launch
+            return Fused(lambda *values: None, "")
         ins, outs, body, numbers = kernel_source(statements, tuple(args))
         key = (body, tuple(ins), tuple(outs))
         if key not in self._made:
