@@ -468,3 +468,55 @@ def test_predict_on_a_labelled_csv_says_the_target_is_not_used(classifier, tmp_p
     assert len(proc.stdout.splitlines()) == 12
     assert "column(s) 'colour' not used by the model" in proc.stderr
     assert "vnn evaluate" in proc.stderr
+
+
+def _named_regression(tmp_path):
+    """A model trained on the columns price, a, b with --target price (not the last column)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 2))
+    price = 3.0 * X[:, 0] - X[:, 1] + 0.1 * rng.normal(size=200)
+    train = write_csv(tmp_path / "train.csv", np.column_stack([price, X]),
+                      header=["price", "a", "b"])
+    model = tmp_path / "m.safetensors"
+    ok("train", "--data", train, "--target", "price", "--epochs", "40", "--out", model, "-q")
+    return model, X, price
+
+
+def test_evaluate_takes_the_models_target_and_feature_columns_by_name(tmp_path):
+    model, X, price = _named_regression(tmp_path)
+    same = ok("evaluate", "--model", model, "--data", write_csv(
+        tmp_path / "same.csv", np.column_stack([price, X]), header=["price", "a", "b"])).stdout
+    moved = ok("evaluate", "--model", model, "--data", write_csv(
+        tmp_path / "moved.csv", np.column_stack([np.arange(200), X[:, 1], price, X[:, 0]]),
+        header=["id", "b", "price", "a"])).stdout
+    assert metric(same, "R²") > 0.9
+    assert metric(moved, "R²") == metric(same, "R²")  # the same columns, found by name
+    assert_usage_error(run("evaluate", "--model", model, "--data", write_csv(
+        tmp_path / "lacks.csv", np.column_stack([price, X]), header=["price", "a", "c"])),
+        "'b'")
+
+
+def test_evaluate_a_classifier_without_stored_labels_and_a_target_of_the_wrong_width(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    net = vnn.MLP([3, 8, 3], output="softmax", seed=0)
+    net.fit(X, y, epochs=20)
+    model = tmp_path / "py.safetensors"
+    vnn.save(net, model)  # from Python: no labels stored
+    out = ok("evaluate", "--model", model, "--data", write_csv(tmp_path / "c.csv", X, y)).stdout
+    acc = float(np.mean(vnn.to_numpy(net.predict(X)) == y))
+    assert metric(out, "accuracy") == pytest.approx(acc, abs=1e-4)
+    reg = vnn.MLP([3, 4, 1], seed=0)
+    reg_path = tmp_path / "reg.safetensors"
+    vnn.save(reg, reg_path)
+    np.savez(tmp_path / "two.npz", X=X, y=np.column_stack([y, y]).astype(float))
+    assert_usage_error(run("evaluate", "--model", reg_path, "--data", tmp_path / "two.npz"),
+                       "2 target columns", "1 output")
+
+
+def test_predict_notes_unused_columns_only_when_it_picked_columns_by_name(tmp_path):
+    model, X, price = _named_regression(tmp_path)
+    renamed = write_csv(tmp_path / "renamed.csv", X, header=["x", "y"])
+    proc = ok("predict", "--model", model, "--data", renamed)
+    assert "not used by the model" not in proc.stderr

@@ -259,3 +259,17 @@ def test_convergence_warning_points_at_the_callers_line(solver):
     with pytest.warns(ConvergenceWarning) as got:
         MLPClassifier(solver=solver, max_iter=2, random_state=0).fit(X, y)
     assert got[0].filename == __file__
+
+
+def test_an_lbfgs_fit_saves_after_its_solver_is_changed(tmp_path):
+    """The stochastic solvers' record is all there or all absent, whatever `solver` now says."""
+    X, y = _data("poisson")
+    est = MLPRegressor(loss="poisson", solver="lbfgs", max_iter=20, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X, y)
+    est.set_params(solver="adam")
+    path = tmp_path / "m.safetensors"
+    est.save(path)
+    back = vnn.sklearn.load(path)
+    np.testing.assert_allclose(back.predict(X), est.predict(X))
+    assert not hasattr(back, "loss_curve_")

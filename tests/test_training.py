@@ -243,3 +243,28 @@ def test_early_stopping_arguments_are_checked(kwargs, match):
         kwargs.update(optimizer=vnn.LBFGS(), validation_data=(Xv, yv))
     with pytest.raises(ValueError, match=match):
         vnn.MLP([5, 4, 1], seed=0).fit(X, y, **kwargs)
+
+
+def test_early_stopping_is_not_fooled_by_a_nan_validation_loss():
+    """A NaN val_loss is never the best: the patience counts on, and improvements after it
+    count (a NaN first loss used to freeze the best at epoch 1)."""
+    from types import SimpleNamespace
+
+    from vnn.train.early import EarlyStopping
+
+    net = vnn.MLP([2, 3, 1], seed=0)
+    history = vnn.History()
+    early = EarlyStopping(2)
+    stops = []
+    for epoch, loss in enumerate([float("nan"), 1.0, 0.5, 0.6, 0.7, 0.8], start=1):
+        history.loss.append(loss)
+        history.val_loss.append(loss)
+        stops.append(early.stop(net, epoch, history))
+    assert history.best_epoch == 3 and stops == [False, False, False, False, True, True]
+    early = EarlyStopping(2)
+    history = SimpleNamespace(val_loss=[], best_epoch=None)
+    results = []
+    for epoch in range(1, 4):  # never a finite loss: stops after `patience` epochs
+        history.val_loss.append(float("nan"))
+        results.append(early.stop(net, epoch, history))
+    assert results == [False, True, True] and history.best_epoch is None

@@ -42,7 +42,9 @@ __all__ = [
 
 
 def set_tf32(enabled: bool) -> None:
-    """Allow TF32 tensor cores in float32 matrix products on NVIDIA GPUs (off by default).
+    """Allow TF32 tensor cores in float32 matrix products on NVIDIA GPUs (off by default, as in
+    CuPy and PyTorch; until this is called, CuPy's ``CUPY_TF32`` and torch's ``allow_tf32`` are
+    left as the user set them).
 
     Eqns (1), (13) and (14) then round their inputs to 10 mantissa bits: several times faster on
     large layers, with about 1e-3 relative error in each product instead of float32's 1e-7.

@@ -116,10 +116,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output(args.out, "--out")
     net, extra = load_model(args)
-    names = extra.get("feature_names")
-    table = read_table(args.data, None, with_target=False, columns=names)
+    names: list[str] = extra.get("feature_names") or []
+    table = read_table(args.data, None, with_target=False, columns=names or None)
     X = features(table, net, extra)
-    unused = [c for c in table.feature_names or [] if names and c not in names]
+    columns = table.feature_names or []
+    by_name = bool(names) and all(c in columns for c in names)  # how read_table picked them
+    unused = [c for c in columns if by_name and c not in names]
     if unused:  # a target, ids: left out, and said so
         shown = ", ".join(repr(c) for c in unused[:5]) + (", ..." if len(unused) > 5 else "")
         print(f"{PROG}: note: {table.source}: column(s) {shown} not used by the model; to score "

@@ -170,6 +170,14 @@ def _numeric_2d(arr: np.ndarray, path: str, what: str) -> np.ndarray:
     return arr
 
 
+def header_names(path: str) -> list[str] | None:
+    """The column names of a CSV file's header row; None for a file without one, or not CSV."""
+    if file_kind(path) != "csv":
+        return None
+    check_readable(path)
+    return _read_csv(path)[0]
+
+
 def read_table(path: str, target: str | None, with_target: bool,
                columns: list[str] | None = None) -> Table:
     """Read a CSV, NPY or NPZ file: features and, ``with_target``, the target.

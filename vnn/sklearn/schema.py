@@ -229,11 +229,12 @@ def _fitted(name: str, cls: type[_BaseMLP], fitted: Any, meta: dict[str, Any],
     if not isinstance(fitted, dict):
         raise refuse(name, "sklearn.fitted", fitted, "a dict of fitted attributes")
     classifier = issubclass(cls, MLPClassifier)
-    lbfgs = params["solver"] == "lbfgs"
-    required = [k for k in FITTED if not (lbfgs and k in STOCHASTIC)]
+    # the stochastic solvers' record: all of it, or none of it (an lbfgs fit, whatever solver
+    # the estimator has been set to since)
+    stochastic = any(k in fitted for k in STOCHASTIC)
+    required = [k for k in FITTED if stochastic or k not in STOCHASTIC]
     exact_keys(name, "sklearn.fitted", fitted,
-               [*required, *FROM_NET, *(LABELS if classifier else ())],
-               OPTIONAL + (STOCHASTIC if lbfgs else ()))
+               [*required, *FROM_NET, *(LABELS if classifier else ())], OPTIONAL)
     out = {key: _decoded(name, f"sklearn.fitted.{key}", fitted[key], kind)
            for key, kind in {**FITTED, "loss_": "number"}.items() if key in fitted}
     sizes, labels = meta["sizes"], None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vnn.network import MLP
-    from vnn.train.history import History
 
 
 class EarlyStopping:
@@ -19,17 +19,19 @@ class EarlyStopping:
     def __init__(self, patience: int) -> None:
         self.patience = patience
         self.best: list[Any] | None = None
-        self.best_loss = float("inf")
+        self.best_loss = math.inf
+        self.waited = 0  # epochs since the best (or since the start, before any finite loss)
 
-    def stop(self, net: MLP, epoch: int, history: History) -> bool:
-        """After ``epoch`` (its val_loss recorded): keep it if it is the best; whether to stop."""
+    def stop(self, net: MLP, epoch: int, history: Any) -> bool:
+        """After ``epoch`` (its val_loss recorded): keep it if it is the best; whether to stop.
+        A NaN or infinite loss is never the best."""
         loss = history.val_loss[-1]
-        if self.best is None or loss < self.best_loss:
-            self.best_loss, history.best_epoch = loss, epoch
+        if math.isfinite(loss) and loss < self.best_loss:
+            self.best_loss, history.best_epoch, self.waited = loss, epoch, 0
             self.best = [net.xp.asarray(p, copy=True) for p in net.theta]
             return False
-        assert history.best_epoch is not None
-        return epoch - history.best_epoch >= self.patience
+        self.waited += 1
+        return self.waited >= self.patience
 
     def restore(self, net: MLP) -> None:
         """The best epoch's parameters back into the model, in place."""

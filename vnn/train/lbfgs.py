@@ -149,8 +149,9 @@ def fit(net: MLP, A: Array, Y: Array, V: Array | None, val: tuple[Array, Array] 
         callback: Callable[[int, History], Any] | None, on_nonfinite: str) -> History:
     """``MLP.fit`` with :class:`LBFGS`: one history entry per iteration, as an epoch has one.
 
-    Ctrl-C stops after the iteration in progress (the model holds its parameters); a non-finite
-    result leaves the model at the last finite iterate and raises or warns per ``on_nonfinite``.
+    Ctrl-C stops at once: the iteration in progress is abandoned and the model holds the
+    parameters of the last finished one; a non-finite result leaves the model at the last finite
+    iterate and raises or warns per ``on_nonfinite``.
     """
     from vnn.train.history import DivergenceError, History, Progress
     from vnn.train.trainer import evaluate
