@@ -80,7 +80,9 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
 
     ``early_stopping=patience`` (with ``validation_data``) stops when the validation loss has
     not gone below its best for ``patience`` epochs and leaves the model with the best epoch's
-    parameters; ``history.best_epoch`` names it and ``history.stopped`` is ``"early"``.
+    parameters; ``history.best_epoch`` names it and ``history.stopped`` is ``"early"``. (A
+    ``checkpoint`` holds the parameters of the epoch it was written at, not the best ones, and
+    ``resume`` starts the patience count afresh.)
 
     ``optimizer=vnn.LBFGS(...)`` trains full-batch with SciPy's L-BFGS-B instead (see
     :mod:`vnn.train.lbfgs`): the history has one entry per iteration, up to ``LBFGS.max_iter``
