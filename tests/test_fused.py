@@ -248,3 +248,12 @@ def test_an_identity_layer_launches_no_kernel():
     A, Y, _ = net.prepare(np.zeros((5, 3)), np.zeros(5, dtype=int))
     step(A, Y, slice(0, 5))
     assert made and not [n for n, _ in made if n == "vnn_identity"], made
+
+
+def test_an_identity_layer_adds_no_call_to_the_plan():
+    """Nor a Python call: the plan's forward pass of an identity network is its products."""
+    net = vnn.MLP([3, 4, 4, 2], activation="identity", output="softmax", dtype="float64", seed=0)
+    theta = net.theta
+    step = preallocated.PreallocatedStep(np, theta[0::2], theta[1::2], net.activation, "softmax",
+                                         0.0, vnn.SGD(0.1), np_backend._take, kernel=numpy_kernel)
+    assert [f for f, _ in step.workspace(5).forward] == [np.matmul] * 3

@@ -159,7 +159,8 @@ def fit(net: MLP, A: Array, Y: Array, V: Array | None, val: tuple[Array, Array] 
     max_iter = epochs if optimizer.max_iter is None else optimizer.max_iter
     history = History()
     n = int(A.shape[0])
-    last = {"theta": Packing(net).pack(net.weights, net.biases), "t": time.perf_counter()}
+    packing = Packing(net)
+    last = {"theta": packing.pack(net.weights, net.biases), "t": time.perf_counter()}
 
     def iteration(J: float, theta: Any) -> None:
         if not math.isfinite(J):
@@ -183,7 +184,7 @@ def fit(net: MLP, A: Array, Y: Array, V: Array | None, val: tuple[Array, Array] 
         result = minimize(net, A, Y, V, lam, max_iter, optimizer.max_fun, optimizer.tol,
                           iteration=iteration)
     except KeyboardInterrupt:
-        net.theta = Packing(net).unpack(last["theta"])
+        net.theta = packing.unpack(last["theta"])
         history.stopped = "interrupted"
         warnings.warn(f"training interrupted after L-BFGS iteration {history.epochs}; the model "
                       "holds that iteration's parameters", RuntimeWarning, stacklevel=6)
@@ -192,7 +193,7 @@ def fit(net: MLP, A: Array, Y: Array, V: Array | None, val: tuple[Array, Array] 
         bar.close()
     finite = math.isfinite(float(result.fun)) and math.isfinite(float(abs(result.x).max()))
     if not finite:
-        net.theta = Packing(net).unpack(last["theta"])
+        net.theta = packing.unpack(last["theta"])
         history.stopped = "nonfinite"
         msg = (f"L-BFGS reached a non-finite loss after iteration {history.epochs}; the model "
                "holds the parameters of the last finite iterate")
