@@ -39,3 +39,15 @@ def test_readme_examples_run(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "digits.safetensors").exists() and (tmp_path / "clf.safetensors").exists()
     assert namespace["ck"].epoch == 12 and namespace["ck"].optimizer is not None
     assert namespace["clf"].score(X_test, y_test) > 0.9
+
+
+def test_ci_workflow_is_valid_yaml_and_runs_the_readme_test_command():
+    """GitHub reads the workflow as YAML: a plain `run:` value holding ': ' does not parse."""
+    yaml = pytest.importorskip("yaml")
+    root = README.parent
+    workflow = yaml.safe_load((root / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
+    runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    command = 'python -m pip install -e ".[test]" && python -m pytest'
+    assert command in README.read_text(encoding="utf-8")
+    assert any(command in r for r in runs)
+    assert (root / ".ci" / "run").read_text(encoding="utf-8").rstrip().endswith(command)
