@@ -24,12 +24,19 @@ class NumpyBackend(Backend):
 
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
                   lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
+        from vnn.backends import loops
+
         from vnn.step import preallocated
+        from vnn.step.executors import Loops
 
         if not preallocated.supports(output, loss):
             return None
+        executor = None
+        if loops.enabled():  # numba: the fused plan, each formula one compiled loop
+            def executor(xnp: Any, dtype: Any) -> Loops:
+                return Loops(xnp, dtype, loops.kernel, loops.calls_for(dtype))
         return preallocated.PreallocatedStep(np, W, b, hidden, output, lam, optimizer, _take,
-                                             l2_per_sample)
+                                             l2_per_sample, executor=executor)
 
 
 def _take(AT: np.ndarray, cols: np.ndarray, out: np.ndarray) -> np.ndarray:

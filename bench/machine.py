@@ -6,6 +6,7 @@ import datetime
 import importlib
 import os
 import platform
+import time
 from typing import Any
 
 
@@ -34,7 +35,7 @@ def describe(device: str = "cpu") -> dict[str, Any]:
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "versions": {m: v for m in ("vnn", "numpy", "array_api_compat", "torch", "jax",
+        "versions": {m: v for m in ("vnn", "numpy", "array_api_compat", "numba", "torch", "jax",
                                     "sklearn", "cupy") if (v := _version(m))},
     }
     try:
@@ -55,6 +56,44 @@ def describe(device: str = "cpu") -> dict[str, Any]:
         except Exception as exc:  # pragma: no cover - GPU only
             info["gpu"] = f"unknown ({exc})"
     return info
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes have been busy since boot (/proc/stat), None where unknown."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class Load:
+    """The cores other processes kept busy while a timed run ran: all CPU time the machine spent
+    (``/proc/stat``) less this process's own (``os.times``), over the run's wall time. A 2-thread
+    BLAS collapses when another process takes a core, so runs with load are dropped."""
+
+    def __enter__(self) -> Load:
+        self._busy, self._own = _busy_seconds(), _own_seconds()
+        self._t = time.perf_counter()
+        self.cores: float | None = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        wall = time.perf_counter() - self._t
+        busy = _busy_seconds()
+        if busy is None or self._busy is None or wall <= 0:
+            return
+        others = (busy - self._busy) - (_own_seconds() - self._own)
+        self.cores = max(0.0, others / wall)
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def one_line(info: dict[str, Any]) -> str:

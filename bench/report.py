@@ -1,13 +1,16 @@
 """``python -m bench``: one alternating run of every contender, a table, JSON and a bar chart.
 
 Every round times each contender once, in an order that rotates from round to round
-(A B C, B C A, ...), so drift of a shared, noisy machine hits every contender alike; the table shows
-medians over the rounds with the min-max range.
+(A B C, B C A, ...), so drift of a shared, noisy machine hits every contender alike. Each timed run
+records the cores other processes kept busy meanwhile (``bench.machine.Load``); a round in which any
+run saw more than ``--max-load`` is dropped whole, and the table shows medians over the clean rounds
+with the min-max range. Each workload runs with plain SGD, momentum and Adam.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import statistics
@@ -19,7 +22,7 @@ from typing import Any
 
 from bench import machine
 from bench.runners import VnnRunner, cuda_available, runners_for
-from bench.workloads import WORKLOADS, Workload
+from bench.workloads import OPTIMIZERS, WORKLOADS, Workload
 
 PEERS = ("torch-eager", "jax-jit", "sklearn-mlp")
 
@@ -41,7 +44,9 @@ def calibrate(w: Workload, dtype: str, device: str, seconds: float) -> int:
 
 
 def measure(w: Workload, dtype: str, device: str, rounds: int, steps: int,
-            log: Any = sys.stderr) -> dict[str, list[float]]:
+            log: Any = sys.stderr) -> tuple[dict[str, list[float]], list[float]]:
+    """Samples/s of every contender in each round, and each round's load: the most cores other
+    processes kept busy during any of its runs (nan where the machine cannot tell)."""
     made = []
     for name, factory in runners_for(device):
         try:
@@ -51,24 +56,42 @@ def measure(w: Workload, dtype: str, device: str, rounds: int, steps: int,
         except Exception as exc:  # a peer that cannot run this workload is reported, not fatal
             print(f"  {name}: skipped ({type(exc).__name__}: {exc})", file=log)
     rates: dict[str, list[float]] = {name: [] for name, _ in made}
+    loads: list[float] = []
     for k in range(rounds):
         order = made[k % len(made):] + made[:k % len(made)]
+        worst = 0.0
         for name, r in order:
-            t0 = time.perf_counter()
-            r.run()
-            rates[name].append(r.samples / (time.perf_counter() - t0))
-    return rates
+            with machine.Load() as load:
+                t0 = time.perf_counter()
+                r.run()
+                rates[name].append(r.samples / (time.perf_counter() - t0))
+            worst = max(worst, float("nan") if load.cores is None else load.cores)
+        loads.append(worst)
+    return rates, loads
+
+
+def clean(rates: dict[str, list[float]], loads: list[float], max_load: float
+          ) -> tuple[dict[str, float], list[int]]:
+    """Medians over the rounds whose load was at most ``max_load`` (all rounds when none was,
+    or when the load is unknown), and the indices of the rounds dropped."""
+    dropped = [k for k, x in enumerate(loads) if x == x and x > max_load]
+    keep = [k for k in range(len(loads)) if k not in dropped] or list(range(len(loads)))
+    if len(keep) == len(loads):
+        dropped = []
+    return {n: statistics.median([v[k] for k in keep]) for n, v in rates.items()}, dropped
 
 
 def need_bytes(w: Workload, dtype: str, steps: int) -> int:
-    """What SGD training needs to hold: parameters, gradients (SGD keeps no state), z and a of one
-    batch for every layer, and the data (inputs and one-hot targets)."""
+    """What training needs to hold: parameters, gradients, the optimizer's state (none for SGD,
+    a velocity for momentum, two moments for Adam), z and a of one batch for every layer, and the
+    data (inputs and one-hot targets)."""
     item = 4 if dtype == "float32" else 8
     s, B = w.sizes, w.batch
     params = sum(s[i] * s[i + 1] + s[i + 1] for i in range(len(s) - 1))
+    state = {"sgd": 0, "momentum": 1, "adam": 2}[w.optimizer]
     acts = 2 * B * sum(s[1:])
     data = steps * B * (s[0] + s[-1])
-    return item * (2 * params + acts + data)
+    return item * ((2 + state) * params + acts + data)
 
 
 def peak_memory(w: Workload, dtype: str, steps: int) -> tuple[int, int]:
@@ -116,8 +139,11 @@ def table(results: list[dict[str, Any]]) -> str:
     lines = []
     for res in results:
         rates, med = res["rates"], res["median"]
+        dropped = res.get("dropped", [])
+        note = (f", {len(dropped)} dropped (other processes above {res['max_load']} cores)"
+                if dropped else "")
         lines.append(f"\n{res['workload']}: {res['label']} ({res['dtype']}), "
-                     f"{res['steps']} steps per sample, {res['rounds']} rounds")
+                     f"{res['steps']} steps per run, {res['rounds']} rounds{note}")
         peers = [p for p in PEERS if p in med]
         head = f"  {'contender':<22}{'samples/s':>12}  {'min-max':>21}"
         head += "".join(f"{'x ' + p.split('-')[0]:>10}" for p in peers) + f"{'% floor':>9}"
@@ -132,7 +158,7 @@ def table(results: list[dict[str, Any]]) -> str:
             lines.append(row)
         if "memory" in res:
             m = res["memory"]
-            lines.append(f"  peak memory (vnn-numpy, tracemalloc): {m['peak'] / 2**20:.1f} MiB = "
+            lines.append(f"  peak memory (vnn, tracemalloc): {m['peak'] / 2**20:.1f} MiB = "
                          f"{m['peak'] / m['need']:.2f}x what it needs ({m['need'] / 2**20:.1f} MiB)")
     return "\n".join(lines)
 
@@ -155,7 +181,7 @@ def plot(results: list[dict[str, Any]], path: Path, title: str) -> bool:
         ys = [res["median"][name] for res in results if name in res["median"]]
         ax.bar(xs, ys, width, label=name)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(results))],
-                  [f"{r['workload']}\n{r['dtype']}" for r in results])
+                  [f"{r['workload']}\n{r.get('optimizer', 'sgd')}" for r in results])
     ax.set_yscale("log")
     ax.set_ylabel("training samples / s (median)")
     ax.set_title(title, fontsize=9)
@@ -172,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workloads", default=None,
                    help="comma-separated subset of " + ",".join(WORKLOADS))
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--optimizers", default=",".join(OPTIMIZERS),
+                   help="comma-separated subset of " + ",".join(OPTIMIZERS) + " (default: all)")
+    p.add_argument("--max-load", type=float, default=0.5,
+                   help="drop rounds in which other processes kept more cores busy (default 0.5)")
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--seconds", type=float, default=0.25, help="target length of one timed run")
     p.add_argument("--out", default="bench/results", help="folder for the JSON, PNG and table")
@@ -187,24 +217,29 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         p.error(f"--workloads: unknown {unknown}; expected some of {list(WORKLOADS)}")
+    optimizers = args.optimizers.split(",")
+    if [o for o in optimizers if o not in OPTIMIZERS]:
+        p.error(f"--optimizers: {args.optimizers!r}; expected some of {list(OPTIMIZERS)}")
     info = machine.describe(device)
     about = machine.one_line(info).replace("\n", "\n# ")
     print(f"# vanilla-nn training throughput, {info['date']}\n# {about}", file=sys.stderr)
     results = []
     for name in names:
-        w = WORKLOADS[name]
-        steps = calibrate(w, args.dtype, device, args.seconds)
-        print(f"{name}: {steps} steps per timed run ...", file=sys.stderr)
-        rates = measure(w, args.dtype, device, args.rounds, steps)
-        res: dict[str, Any] = {
-            "workload": name, "label": w.label, "dtype": args.dtype, "steps": steps,
-            "batch": w.batch, "rounds": args.rounds, "rates": rates,
-            "median": {k: statistics.median(v) for k, v in rates.items()},
-        }
-        if not args.no_memory and device == "cpu":
-            peak, need = peak_memory(w, args.dtype, steps)
-            res["memory"] = {"peak": peak, "need": need}
-        results.append(res)
+        for opt in optimizers:
+            w = dataclasses.replace(WORKLOADS[name], optimizer=opt)
+            steps = calibrate(w, args.dtype, device, args.seconds)
+            print(f"{name} ({opt}): {steps} steps per timed run ...", file=sys.stderr)
+            rates, loads = measure(w, args.dtype, device, args.rounds, steps)
+            median, dropped = clean(rates, loads, args.max_load)
+            res: dict[str, Any] = {
+                "workload": name, "optimizer": opt, "label": w.label, "dtype": args.dtype,
+                "steps": steps, "batch": w.batch, "rounds": args.rounds, "rates": rates,
+                "load": loads, "max_load": args.max_load, "dropped": dropped, "median": median,
+            }
+            if not args.no_memory and device == "cpu":
+                peak, need = peak_memory(w, args.dtype, steps)
+                res["memory"] = {"peak": peak, "need": need}
+            results.append(res)
     extra = {}
     if not args.no_memory and device == "cpu":
         extra["growth_10k_steps_small_bytes"] = growth(WORKLOADS["small"], args.dtype)

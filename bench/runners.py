@@ -1,21 +1,46 @@
 """What the benchmarks time: vnn on each backend, PyTorch eager, JAX-jit, scikit-learn, GEMM floor.
 
-Every runner trains the same architecture with plain SGD (Eqn 15, lr 0.01, no L2) on the same
-synthetic batches, in order, starting from vnn's initial weights where the library allows it.
+Every runner trains the same architecture with the workload's optimizer (plain SGD, Eqn 15; momentum,
+Eqn 16 with β = 0.9; or Adam, lr 1e-3), no L2, on the same synthetic batches, in order, starting
+from vnn's initial weights where the library allows it. Momentum is Eqn (16)'s form
+(v ← βv + (1−β)g, θ ← θ − ηv) in vnn, PyTorch (``dampening=1−β``, except that its first step sets
+v = g) and JAX; scikit-learn has only its heavy-ball form, which costs the same.
 ``run()`` performs ``steps`` full mini-batch steps (forward, loss, backward, update) on data that is
 already on the device and waits for the device before it returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 import vnn
-from bench.workloads import LR, Workload
+from bench.workloads import ADAM_LR, BETA, LR, Workload
+
+
+def vnn_optimizer(name: str) -> vnn.Optimizer:
+    return {"sgd": lambda: vnn.SGD(LR), "momentum": lambda: vnn.Momentum(LR, BETA),
+            "adam": lambda: vnn.Adam(ADAM_LR)}[name]()
+
+
+@contextlib.contextmanager
+def numba_setting(loops: bool | None) -> Iterator[None]:
+    """``VNN_NUMBA`` while a step is made: compiled loops on (True), off (False), as set (None)."""
+    old = os.environ.get("VNN_NUMBA")
+    if loops is not None:
+        os.environ["VNN_NUMBA"] = "1" if loops else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("VNN_NUMBA", None)
+        else:
+            os.environ["VNN_NUMBA"] = old
 
 
 def has(module: str) -> bool:
@@ -56,7 +81,10 @@ class VnnRunner(Runner):
     kind = "vnn"
 
     def __init__(self, w: Workload, dtype: str, steps: int, device: str = "cpu",
-                 backend: str | None = None, fast_path: bool = True) -> None:
+                 backend: str | None = None, fast_path: bool = True,
+                 loops: bool | None = None) -> None:
+        """``loops``: NumPy's fast step with compiled loops (True), with NumPy calls (False), or
+        whatever the installation gives (None)."""
         super().__init__(w, dtype, steps, device)
         self.net = vnn.MLP(list(w.sizes), activation=w.activation, output=w.output,
                            device=device, backend=backend, dtype=dtype, seed=0)
@@ -64,9 +92,9 @@ class VnnRunner(Runner):
         be = self.net.backend
         self.name = f"vnn-{be.name}" + ("" if fast_path else "-portable")
         X, y = w.data(steps, dtype)
-        with be.activate():
+        with be.activate(), numba_setting(loops):
             self.A, self.Y, _ = self.net.prepare(X, y)
-            self.trainer = vnn.train.Trainer(self.net, vnn.SGD(LR), 0.0)
+            self.trainer = vnn.train.Trainer(self.net, vnn_optimizer(w.optimizer), 0.0)
         self.be = be
 
     def run(self) -> None:
@@ -103,7 +131,11 @@ class TorchRunner(Runner):
             if i < len(Ws) - 1:
                 layers.append(act())
         self.model = torch.nn.Sequential(*layers)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
+        params = self.model.parameters()
+        self.opt = {"sgd": lambda: torch.optim.SGD(params, lr=LR),
+                    "momentum": lambda: torch.optim.SGD(params, lr=LR, momentum=BETA,
+                                                        dampening=1 - BETA),
+                    "adam": lambda: torch.optim.Adam(params, lr=ADAM_LR)}[w.optimizer]()
         X, y = w.data(steps, dtype)
         self.X = torch.from_numpy(X).to(self.dev)
         self.y = torch.from_numpy(y).to(self.dev)
@@ -153,10 +185,28 @@ class JaxRunner(Runner):
                 return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.sum(jax.nn.one_hot(y, K) * z, 1))
             return 0.5 * jnp.mean(jnp.sum((z - y) ** 2, axis=1))
 
-        def step(params: Any, x: Any, y: Any) -> Any:
-            grads = jax.grad(loss)(params, x, y)
-            return [(W - LR * gW, b - LR * gb) for (W, b), (gW, gb) in zip(params, grads)]
+        kind = w.optimizer
 
+        def step(state: Any, x: Any, y: Any) -> Any:
+            params, s1, s2, t = state
+            g = jax.grad(loss)(params, x, y)
+            tree = jax.tree_util.tree_map
+            if kind == "sgd":
+                return tree(lambda p, d: p - LR * d, params, g), s1, s2, t
+            if kind == "momentum":  # Eqn (16)
+                v = tree(lambda v, d: BETA * v + (1 - BETA) * d, s1, g)
+                return tree(lambda p, v: p - LR * v, params, v), v, s2, t
+            t = t + 1
+            m = tree(lambda m, d: 0.9 * m + 0.1 * d, s1, g)
+            v = tree(lambda v, d: 0.999 * v + 0.001 * d * d, s2, g)
+            c1, c2 = 1 - 0.9 ** t, 1 - 0.999 ** t
+            new = tree(lambda p, m, v: p - ADAM_LR * (m / c1) / (jnp.sqrt(v / c2) + 1e-8),
+                       params, m, v)
+            return new, m, v, t
+
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, self.params)
+        self.params = (self.params, zeros, jax.tree_util.tree_map(jnp.zeros_like, self.params),
+                       jnp.asarray(0, dtype=dtype))
         self.step = jax.jit(step, donate_argnums=0)
         X, y = w.data(steps, dtype)
         B = w.batch
@@ -182,9 +232,11 @@ class SklearnRunner(Runner):
         from sklearn.neural_network import MLPClassifier, MLPRegressor
 
         act = {"sigmoid": "logistic"}.get(w.activation, w.activation)
-        kw = dict(hidden_layer_sizes=w.sizes[1:-1], activation=act, solver="sgd", alpha=0.0,
-                  batch_size=w.batch, learning_rate_init=LR, momentum=0.0,
-                  nesterovs_momentum=False, shuffle=False, random_state=0)
+        kw = dict(hidden_layer_sizes=w.sizes[1:-1], activation=act, alpha=0.0,
+                  batch_size=w.batch, shuffle=False, random_state=0,
+                  solver="adam" if w.optimizer == "adam" else "sgd",
+                  learning_rate_init=ADAM_LR if w.optimizer == "adam" else LR,
+                  momentum=BETA if w.optimizer == "momentum" else 0.0, nesterovs_momentum=False)
         self.X, self.y = w.data(steps, dtype)
         if w.output == "softmax":
             self.model = MLPClassifier(**kw)
@@ -233,7 +285,11 @@ def runners_for(device: str = "cpu") -> list[tuple[str, Any]]:
     """(name, factory) of every contender available here for ``device`` ("cpu" or "cuda")."""
     out: list[tuple[str, Any]] = []
     if device == "cpu":
-        out.append(("vnn-numpy", lambda w, d, s: VnnRunner(w, d, s)))
+        from vnn.backends import loops
+
+        if loops.version() is not None:  # numba: the default NumPy step's compiled loops
+            out.append(("vnn-compiled", lambda w, d, s: VnnRunner(w, d, s, loops=True)))
+        out.append(("vnn-numpy", lambda w, d, s: VnnRunner(w, d, s, loops=False)))
         if has("array_api_strict"):  # the standard and nothing more: the portable step's cost
             out.append(("vnn-array_api_strict",
                         lambda w, d, s: VnnRunner(w, d, s, backend="array_api_strict")))

@@ -16,7 +16,8 @@ CPU_WORKLOADS = [n for n, w in WORKLOADS.items() if not w.cuda_only]
 STEPS = {"small": 200, "mnist": 40, "wide": 4, "deep": 200, "gpu-wide": 20}
 
 CONTENDERS = {
-    "vnn-numpy": (lambda w, d, s: VnnRunner(w, d, s), None),
+    "vnn-compiled": (lambda w, d, s: VnnRunner(w, d, s, loops=True), "numba"),
+    "vnn-numpy": (lambda w, d, s: VnnRunner(w, d, s, loops=False), None),
     "vnn-numpy-portable": (lambda w, d, s: VnnRunner(w, d, s, fast_path=False), None),
     "vnn-array_api_strict": (lambda w, d, s: VnnRunner(w, d, s, backend="array_api_strict"),
                              "array_api_strict"),

@@ -15,6 +15,8 @@ class Workload:
     output: str
     batch: int
     cuda_only: bool = False
+    #: the update every contender runs: "sgd" (Eqn 15), "momentum" (β = 0.9) or "adam"
+    optimizer: str = "sgd"
 
     @property
     def label(self) -> str:
@@ -23,7 +25,8 @@ class Workload:
             mid = f"[{hidden[0]}x{len(hidden)}]"
         else:
             mid = "-".join(map(str, hidden))
-        return f"{self.sizes[0]}-{mid}-{self.sizes[-1]} {self.activation}/{self.output}, batch {self.batch}"
+        return (f"{self.sizes[0]}-{mid}-{self.sizes[-1]} {self.activation}/{self.output}, "
+                f"batch {self.batch}, {self.optimizer}")
 
     def data(self, steps: int, dtype: str = "float32", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``steps`` batches of inputs and targets on the host (labels, or values for regression)."""
@@ -60,5 +63,8 @@ WORKLOADS = {
     ]
 }
 
-#: the learning rate every runner uses (plain SGD, Eqn 15, no momentum, no L2)
+#: the learning rate every runner uses with SGD and momentum (no L2)
 LR = 0.01
+#: momentum's β, and Adam's learning rate (β₁, β₂, ε: every library's defaults, 0.9, 0.999, 1e-8)
+BETA, ADAM_LR = 0.9, 1e-3
+OPTIMIZERS = ("sgd", "momentum", "adam")

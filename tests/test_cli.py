@@ -213,6 +213,20 @@ def test_info_shows_mpi_nvrtc_and_the_gpu():
     assert "nvrtc" in found and "gpu" in found
 
 
+def test_info_says_whether_the_compiled_cpu_step_is_on(monkeypatch):
+    import importlib.util
+
+    line = next(x for x in ok("info").stdout.splitlines() if x.strip().startswith("numba"))
+    if importlib.util.find_spec("numba") is None:
+        assert "not installed" in line and "compiled CPU step: off" in line
+        assert "vanilla-nn[fast]" in line
+        return
+    assert "compiled CPU step: on" in line
+    monkeypatch.setenv("VNN_NUMBA", "0")
+    line = next(x for x in ok("info").stdout.splitlines() if x.strip().startswith("numba"))
+    assert "compiled CPU step: off (VNN_NUMBA=0)" in line
+
+
 @pytest.mark.parametrize("command", [[], ["train"], ["predict"], ["evaluate"], ["info"]],
                          ids=["vnn", "train", "predict", "evaluate", "info"])
 def test_help(command):

@@ -10,6 +10,13 @@ from conftest import BACKENDS, host, make
 import vnn
 
 FAST = [b for b in BACKENDS if b.name in ("numpy", "cupy")]
+try:  # NumPy's fast step runs compiled loops when numba is importable, else NumPy calls: both
+    import numba  # noqa: F401
+
+    EXECUTORS = {"numpy": ["loops", "calls"]}
+except ImportError:
+    EXECUTORS = {"numpy": ["calls"]}
+FAST_CASES = [(b, e) for b in FAST for e in EXECUTORS.get(b.name, ["kernels"])]
 
 
 def _data(output, n=37, seed=0):
@@ -20,9 +27,32 @@ def _data(output, n=37, seed=0):
     return X, y, (1 if output == "sigmoid" else 3)
 
 
-@pytest.fixture(params=FAST, ids=[f"{b.name}-{b.device_name}" for b in FAST])
-def fast_backend(request):
-    return request.param
+@pytest.fixture(params=FAST_CASES, ids=[f"{b.name}-{b.device_name}-{e}" for b, e in FAST_CASES])
+def fast_backend(request, monkeypatch):
+    backend, executor = request.param
+    monkeypatch.setenv("VNN_NUMBA", "1" if executor == "loops" else "0")
+    return backend
+
+
+def test_numpy_fast_step_runs_compiled_loops_when_numba_is_there(monkeypatch):
+    pytest.importorskip("numba")
+    from vnn.step.compile import Program
+    from vnn.step.executors import Loops
+    from vnn.train.trainer import Trainer
+
+    for flag, loops in (("1", True), ("0", False)):
+        monkeypatch.setenv("VNN_NUMBA", flag)
+        net = vnn.MLP([5, 6, 3], output="softmax", dtype="float64", seed=0)
+        trainer = Trainer(net, vnn.Momentum(0.1), 0.0)
+        assert isinstance(trainer.fast.execute, Loops) is loops
+        ws = trainer.fast.workspace(8)
+        # the compiled plan fuses φ′ into δ: no φ′ buffer (the NumPy calls keep one)
+        assert all(t is None for t in ws.T) is loops
+        opt = trainer.fast.optimizer
+        update = trainer.fast._update_program(opt.scalars(1), opt.update_formula)
+        # the momentum update: one loop of its two statements, else a sequence of ufunc calls
+        assert isinstance(update, Program) is not loops
+        assert ("xnp.multiply" in update.source) is not loops
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
@@ -146,3 +176,48 @@ def test_l2_per_sample_fast_step_equals_portable(fast_backend):
         for start in range(0, 37, 8):
             trainer(A, Y, slice(start, min(start + 8, 37)))
     assert np.abs(host(net.weights[0]) - host(nets[0].weights[0])).max() > 1e-3
+
+
+EXTRA_OPTIMIZERS = {
+    "nesterov": lambda: vnn.Momentum(0.05, 0.8, form="nesterov"),
+    "heavy_ball": lambda: vnn.Momentum(0.05, 0.8, form="heavy_ball"),
+    "adam_eps_before": lambda: vnn.Adam(1e-2, eps_after_correction=False),
+}
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+@pytest.mark.parametrize("opt", sorted(EXTRA_OPTIMIZERS))
+@pytest.mark.parametrize("output", ["exp", "softmax"])
+def test_fast_step_other_forms_equal_portable_step(fast_backend, output, opt, l2):
+    # the other forms of the update formulas, and the Poisson output (exp, its canonical loss)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((29, 5))
+    y = rng.poisson(2.0, size=(29, 2)).astype(float) if output == "exp" else rng.integers(0, 3, 29)
+    nets = []
+    for fast in (True, False):
+        net = make(fast_backend, [5, 7, 2 if output == "exp" else 3], activation="sigmoid",
+                   output=output, dtype="float64", seed=1)
+        net.fast_path = fast
+        net.fit(X, y, optimizer=EXTRA_OPTIMIZERS[opt](), epochs=3, batch_size=8, l2=l2)
+        nets.append(net)
+    for a, b in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_compiled_loops_in_float32_equal_numpy_calls(monkeypatch, activation, opt):
+    # float32: the compiled loops compute in float32 as the NumPy calls do (no float64 detour
+    # that would make them differ by more than float32 rounding)
+    pytest.importorskip("numba")
+    X, y, m_out = _data("softmax", n=64)
+    out = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("VNN_NUMBA", flag)
+        net = vnn.MLP([5, 16, 16, m_out], activation=activation, output="softmax",
+                      dtype="float32", seed=3)
+        h = net.fit(X, y, optimizer=OPTIMIZERS[opt](), epochs=4, batch_size=16, l2=0.001)
+        assert net.weights[0].dtype == np.float32
+        out.append((np.concatenate([np.ravel(p) for p in net.weights + net.biases]), h.loss))
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-4)

@@ -58,11 +58,25 @@ def cmd_info(args: argparse.Namespace) -> int:
                       ("mpi4py", "--distributed, fit(distributed=True)"),
                       ("mpich", "the MPI library mpi4py runs on")):
         print(f"  {dist:<{width}}  {_version(dist) or 'not installed':<10} {use}")
+    print(f"  {'numba':<{width}}  {_version('numba') or 'not installed':<10} {_compiled()}")
     print("parallel and GPU:")
     print(f"  {'mpiexec':<{width}}  {shutil.which('mpiexec') or 'not on PATH'}")
     print(f"  {'nvrtc':<{width}}  {_nvrtc()}")
     print(f"  {'gpu':<{width}}  {_gpus()}")
     return 0
+
+
+def _compiled() -> str:
+    """Whether NumPy models train with compiled loops (backends/loops.py), and why not."""
+    import os
+
+    from vnn.backends import loops
+
+    if loops.enabled():
+        return f"compiled CPU step: on (cache {loops.cache_dir()})"
+    if loops.version() is None:
+        return "compiled CPU step: off (pip install 'vanilla-nn[fast]')"
+    return f"compiled CPU step: off (VNN_NUMBA={os.environ.get('VNN_NUMBA')})"
 
 
 def _nvrtc() -> str:

@@ -8,19 +8,22 @@ in sorted order) and ``source`` (what it executes).
   (``vnn.step.compile.program``): NumPy, and CuPy without kernels.
 - :class:`Kernels`: one elementwise kernel per formula, compiled by the backend's ``kernel``
   from C that is also Python (``vnn.step.compile.kernel_source``): CuPy.
+- :class:`Loops`: the same kernel bodies as compiled loops that see their operands
+  (``backends/loops.py``, numba): NumPy, when numba is installed.
 
-Another execution (a numba-compiled CPU step, the portable step under ``jax.jit``, CUDA-graph
-capture of the CuPy step) is another executor of the same statements, or a wrapper around a
-plan's calls: the formulas and the plan stay where they are.
+Another execution (the portable step under ``jax.jit``, CUDA-graph capture of the CuPy step) is
+another executor of the same statements, or a wrapper around a plan's calls: the formulas and the
+plan stay where they are.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable
 from typing import Any
 
-from vnn.math.formula import substitute
+from vnn.math.formula import is_array, substitute
 from vnn.step.compile import Program, kernel_source, program
 
 Array = Any
@@ -82,24 +85,93 @@ class Kernels(Calls):
                       if not (isinstance(e, ast.Name) and e.id == t)]  # `a = a`: nothing to do
         if not statements:  # (φ = identity on its own buffer): no kernel; calls() drops it
             return Fused(lambda *values: None, "pass\n")
-        ins, outs, body, numbers = kernel_source(statements, tuple(args))
-        key = (body, tuple(ins), tuple(outs))
-        if key not in self._made:
-            self._made[key] = self.kernel(f"vnn_{name}", ins, outs, body)
-        k, dt = self._made[key], self.dtype.type
         order = sorted(scalars)
-        fixed = [None if n in scalars else dt(numbers[n]) if n in numbers else arrays[n]
+        statements, host = hoist(statements, scalars)
+        ins, outs, body, numbers = kernel_source(statements, tuple(args) + tuple(host))
+        dt = self.dtype.type
+        given = scalars | set(host)
+        fixed = [None if n in given else dt(numbers[n]) if n in numbers else arrays[n]
                  for n in ins]
-        where = [(i, order.index(n)) for i, n in enumerate(ins) if n in scalars]
         outputs = [arrays[n] for n in outs]
+        k = self.make(f"vnn_{name}", ins, outs, body, fixed, outputs)
+        derive = _host_function(order, list(host.values()))
+        names = order + list(host)
+        where = [(i, names.index(n)) for i, n in enumerate(ins) if n in given]
 
         def run(*values: float) -> None:
+            every = values + derive(*values) if host else values
             call = list(fixed)
             for i, j in where:
-                call[i] = dt(values[j])
+                call[i] = dt(every[j])
             k(*call, *outputs)
 
         return Fused(run, body + "\n")
+
+    def make(self, name: str, ins: list[str], outs: list[str], body: str,
+             inputs: list[Any], outputs: list[Array]) -> Any:
+        """The kernel of ``body`` (compiled once per body and signature); ``inputs`` are the
+        arrays and numbers it will be called with (None: a scalar given per call)."""
+        key = (body, tuple(ins), tuple(outs))
+        if key not in self._made:
+            self._made[key] = self.kernel(name, ins, outs, body)
+        return self._made[key]
+
+
+def hoist(statements: Statements, scalars: frozenset[str]
+          ) -> tuple[Statements, dict[str, str]]:
+    """The statements with each sub-expression of numbers and scalars alone (``1 - b2``,
+    ``lr * c``) replaced by a new scalar ``_h0, _h1, ..``, and those expressions: they are worked
+    out on the host in float64 and handed to the kernel rounded once, as the ``out=`` calls do.
+    Inside a float32 kernel ``1 - b2`` would be 1 − float32(0.999), 4.7e-5 off in relative
+    terms, which biases Adam's second moment."""
+    host: dict[str, str] = {}
+
+    class Hoist(ast.NodeTransformer):
+        def visit(self, node: ast.AST) -> ast.AST:
+            if (isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare))
+                    and not is_array(node, scalars)):  # type: ignore[arg-type]
+                text = ast.unparse(node)
+                name = next((k for k, v in host.items() if v == text), f"_h{len(host)}")
+                host[name] = text
+                return ast.Name(name)
+            return super().visit(node)
+
+    out = [(t, Hoist().visit(substitute(e, {}))) for t, e in statements]
+    return out, host  # type: ignore[return-value]
+
+
+def _host_function(params: list[str], expressions: list[str]) -> Callable[..., tuple[float, ...]]:
+    """``f(*params) -> (value of each expression,)`` in Python floats (the formulas' functions
+    from ``math``)."""
+    env: dict[str, Any] = {"exp": math.exp, "log": math.log, "log1p": math.log1p,
+                           "sqrt": math.sqrt, "tanh": math.tanh, "abs": abs, "max": max}
+    src = f"lambda {', '.join(params)}: ({''.join(e + ', ' for e in expressions)})"
+    return eval(src, env)  # type: ignore[no-any-return]  # noqa: S307 - the library's formulas
+
+
+class Loops(Kernels):
+    """Kernels made with their operands in view (``kernel(name, ins, outs, body, inputs,
+    outputs)``: a backend's compiled CPU loops, which read broadcast operands by their shapes).
+    A formula calling one of ``calls_for`` (functions the backend's own calls do faster, e.g.
+    NumPy's SIMD float32 tanh) runs as :class:`Calls` instead."""
+
+    def __init__(self, xnp: Any, dtype: Any, kernel: Callable[..., Any],
+                 calls_for: frozenset[str] = frozenset()) -> None:
+        super().__init__(xnp, dtype, kernel)
+        self.calls_for = calls_for
+
+    def __call__(self, name: str, statements: Statements, args: tuple[str, ...],  # type: ignore[override]
+                 arrays: dict[str, Array], scalars: frozenset[str] = frozenset(),
+                 temp: Callable[[], Array] | None = None,
+                 consumable: frozenset[str] = frozenset()) -> Program | Fused:
+        if any(isinstance(n, ast.Call) and getattr(n.func, "id", None) in self.calls_for
+               for _, e in statements for n in ast.walk(e)):
+            return Calls.__call__(self, name, statements, args, arrays, scalars, temp, consumable)
+        return super().__call__(name, statements, args, arrays, scalars, temp, consumable)
+
+    def make(self, name: str, ins: list[str], outs: list[str], body: str,
+             inputs: list[Any], outputs: list[Array]) -> Any:
+        return self.kernel(name, ins, outs, body, inputs, outputs)  # type: ignore[call-arg]
 
 
 class Fused:

@@ -17,9 +17,10 @@ The plan, decided once per batch size (layout in ``vnn.step.workspace``):
 
 Each formula runs as calls compiled by ``vnn.step.compile``, or, given ``kernel`` (CuPy), as one
 CUDA kernel compiled from the same formula: then φ′ is fused into each layer's δ, and δ(L) with its
-1/|B| is one kernel. The model's ``weights`` and ``biases`` are views into the flat buffer. Only
-the canonical output/loss pairings (Eqns 10-12) take this path; other pairings use the portable
-one.
+1/|B| is one kernel. On NumPy with numba installed the same fused plan runs each kernel body as one
+compiled loop (``vnn.backends.loops``). The model's ``weights`` and ``biases`` are views into the flat
+buffer. Only the canonical output/loss pairings (Eqns 10-12) take this path; other pairings use
+the portable one.
 """
 
 from __future__ import annotations
@@ -53,18 +54,22 @@ class PreallocatedStep:
     def __init__(self, xnp: Any, W: list[Array], b: list[Array], hidden: list[str],
                  output: str, lam: float, optimizer: Optimizer, take: Callable[..., Any],
                  l2_per_sample: bool = False, kernel: KernelMaker | None = None,
-                 batched: bool = True) -> None:
+                 batched: bool = True,
+                 executor: Callable[[Any, Any], Calls] | None = None) -> None:
         """``W`` and ``b`` are the model's parameter lists; their items are replaced by views of
         the flat buffer. With ``l2_per_sample`` the λ of a batch of n samples is ``lam / n``
         (scikit-learn's ``alpha``). ``kernel`` compiles a formula into one kernel (fused).
         ``batched``: Eqn (14) of a run of equal-shape layers as one 3-d product (else one 2-d
-        product per layer)."""
+        product per layer). ``executor(xnp, dtype)`` makes another executor of the plan's
+        formulas (``vnn.step.executors.Loops``: compiled loops on the CPU)."""
         self.xnp, self.hidden, self.output, self.lam = xnp, hidden, output, lam
         self.batched = batched
         self.l2_per_sample, self.kernel = l2_per_sample, kernel
         self.dtype = W[0].dtype
         #: how a formula runs on buffers: generated ufunc calls, or one kernel each (fused)
-        self.execute = Calls(xnp, self.dtype) if kernel is None else Kernels(xnp, self.dtype, kernel)
+        self.execute = (executor(xnp, self.dtype) if executor is not None
+                        else Calls(xnp, self.dtype) if kernel is None
+                        else Kernels(xnp, self.dtype, kernel))
         self.optimizer, self._take = optimizer, take
         self.dtype = W[0].dtype
         self.sizes = [W[0].shape[1]] + [w.shape[0] for w in W]

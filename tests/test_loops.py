@@ -1,0 +1,134 @@
+"""The compiled CPU step's loops (``backends/loops.py``): generated from the kernel bodies, cached on
+disk, shared by every architecture, and what NumPy's fast step runs when numba is there."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from vnn.backends import loops  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _loops(dtype):
+    from vnn.step.executors import Loops
+
+    return Loops(np, np.dtype(dtype), loops.kernel, loops.calls_for(dtype))
+
+TRAIN = """
+import json, sys, numpy as np, vnn
+from vnn.backends import loops
+sizes = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+X = rng.standard_normal((40, sizes[0]))
+y = rng.integers(0, sizes[-1], 40)
+net = vnn.MLP(sizes, output="softmax", dtype="float32", seed=0)
+net.fit(X, y, epochs=1, batch_size=int(sys.argv[2]), optimizer=vnn.Adam(1e-3))
+print(json.dumps(loops.COMPILES))
+"""
+
+
+def _train(cache: Path, sizes: list[int], batch: int) -> list[tuple[str, float, bool]]:
+    env = dict(os.environ, VNN_CACHE_DIR=str(cache), VNN_NUMBA="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-c", TRAIN, json.dumps(sizes), str(batch)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return [tuple(c) for c in json.loads(proc.stdout.splitlines()[-1])]
+
+
+def test_loops_are_cached_on_disk_and_shared_by_architectures(tmp_path):
+    first = _train(tmp_path, [6, 9, 3], 8)
+    names = {n for n, _, _ in first}
+    assert {"vnn_relu", "vnn_adam", "vnn_delta_relu", "vnn_delta_softmax"} <= names
+    assert not any(loaded for _, _, loaded in first)  # an empty cache: everything compiled
+    assert list((tmp_path / "loops").glob("vnn_loops_*.py"))
+    # another process, another architecture and batch size: every loop comes from the disk
+    second = _train(tmp_path, [11, 5, 5, 4], 16)
+    assert {n for n, _, _ in second} == names
+    assert all(loaded for _, _, loaded in second), second
+
+
+def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("VNN_CACHE_DIR", str(blocked))
+    path = loops.cache_dir()
+    assert path.is_dir() and blocked not in path.parents
+
+
+def test_vnn_numba_0_turns_the_loops_off(monkeypatch):
+    monkeypatch.setenv("VNN_NUMBA", "0")
+    assert not loops.enabled()
+    monkeypatch.setenv("VNN_NUMBA", "1")
+    assert loops.enabled()
+
+
+def test_a_loop_broadcasts_as_numpy_does():
+    # softmax_exp reads the column maxima mx (1, n) against z (m, n), as CuPy's kernels do
+    from vnn.math.formulas import FORMULAS
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4, 6))
+    mx = z.max(axis=0, keepdims=True)
+    e = np.empty_like(z)
+    f = FORMULAS["softmax_exp"]
+    run = _loops(z.dtype)("softmax_exp", f.specialize(), f.args, {"z": z, "mx": mx, "e": e})
+    run()
+    np.testing.assert_array_equal(e, np.exp(z - mx))
+    assert "mx[0, i1]" in Path(_module_of(run)).read_text()
+
+
+def _module_of(run) -> str:
+    for name, module in sys.modules.items():
+        if name.startswith("vnn_loops_") and "softmax_exp" in Path(module.__file__).read_text():
+            return module.__file__
+    raise AssertionError("no module for softmax_exp")
+
+
+def test_loops_keep_ieee_semantics():
+    # no fastmath: NaN propagates through max (ReLU), 1/0 is inf, nothing raises
+    from vnn.math.formulas import FORMULAS
+
+    z = np.array([[np.nan, -1.0, 2.0]])
+    a = z.copy()
+    f = FORMULAS["relu"]
+    _loops(z.dtype)("relu", f.specialize(), f.args, {"z": a, "a": a})()
+    assert np.isnan(a[0, 0]) and a[0, 1] == 0.0 and a[0, 2] == 2.0
+    e, s, p = np.ones((2, 2)), np.zeros((1, 2)), np.empty((2, 2))
+    g = FORMULAS["softmax_div"]
+    _loops(e.dtype)("softmax_div", g.specialize(), g.args, {"e": e, "s": s, "p": p})()
+    assert np.isinf(p).all()
+
+
+def test_scalar_terms_are_worked_out_on_the_host_in_float64():
+    # Adam's 1 − β₂ inside a float32 kernel would be 1 − float32(0.999): 4.7e-5 off, which biased
+    # the second moment (scikit-learn computes it in Python floats). Both kernels executions (the
+    # CUDA kernels' bodies run on NumPy, and the compiled loops) get it rounded once.
+    from fused_numpy import numpy_kernel
+
+    from vnn.math.formulas import FORMULAS
+    from vnn.step.executors import Kernels
+
+    f = FORMULAS["adam"]
+    rng = np.random.default_rng(0)
+    g64 = rng.standard_normal(1000)
+    scal = {"b1": 0.9, "b2": 0.999, "lr_c1": 0.01, "c2": 1.0, "eps": 1e-8}
+    want = (1 - 0.999) * g64.astype(np.float32).astype(np.float64) ** 2
+    for make in (lambda: Kernels(np, np.dtype(np.float32), numpy_kernel),
+                 lambda: _loops(np.float32)):
+        p, g = np.zeros(1000, np.float32), g64.astype(np.float32)
+        m, v = np.zeros(1000, np.float32), np.zeros(1000, np.float32)
+        run = make()("adam", f.specialize(), f.args, {"p": p, "g": g, "m": m, "v": v}, f.scalars)
+        assert "1 - b2" not in run.source and "_k0 - b2" not in run.source
+        run(*[scal[k] for k in sorted(f.scalars)])
+        np.testing.assert_allclose(v, want, rtol=3e-7)
