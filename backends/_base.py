@@ -59,7 +59,8 @@ class Backend:
         """Wait until queued device work has finished (a no-op on the CPU)."""
 
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
-                  lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
+                  lam: float, optimizer: Any, l2_per_sample: bool = False,
+                  steps: int | None = None, batch: int | None = None) -> Any:
         """A preallocated training step for this library (``vnn.step.preallocated``), or ``None``."""
         return None
 

@@ -47,7 +47,8 @@ class CupyBackend(Backend):
         return self.device
 
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
-                  lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
+                  lam: float, optimizer: Any, l2_per_sample: bool = False,
+                  steps: int | None = None, batch: int | None = None) -> Any:
         """The preallocated step, each formula one CUDA kernel (``kernel``)."""
         from vnn.step import preallocated
 

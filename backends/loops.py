@@ -14,8 +14,9 @@ is cached on disk (numba's ``cache=True``) under :func:`cache_dir`, keyed by its
 the argument names and which operands are broadcast, never the sizes, so every architecture and
 batch size shares them and a second process loads instead of compiling.
 
-Used by default for NumPy models when numba is importable (``pip install "vanilla-nn[fast]"``);
-``VNN_NUMBA=0`` in the environment turns it off (the NumPy calls of ``vnn.step.compile`` run).
+Used for NumPy models when numba is installed (``pip install "vanilla-nn[fast]"``) and the job is
+long enough to repay numba's start-up (:func:`wanted`); ``VNN_NUMBA=1`` uses it for every job,
+``VNN_NUMBA=0`` never (the NumPy calls of ``vnn.step.compile`` run).
 """
 
 from __future__ import annotations
@@ -51,11 +52,45 @@ def version() -> str | None:
     return str(numba.__version__)
 
 
+#: a job whose NumPy steps are estimated to take less than this (seconds) trains without the
+#: compiled loops: numba's start-up alone is about 1.5 s here once the loops are cached
+AUTO_SECONDS = 10.0
+
+
+def mode() -> str:
+    """``VNN_NUMBA``: "off" (0, false, no, off), "on" (1, true, yes, on: every job), or "auto"
+    (unset or anything else: jobs of at least :data:`AUTO_SECONDS`, and jobs of unknown length)."""
+    value = os.environ.get("VNN_NUMBA", "auto").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "on" if value in ("1", "true", "yes", "on") else "auto"
+
+
+def installed() -> bool:
+    """Whether numba can be found (without importing it: that takes about a second)."""
+    return importlib.util.find_spec("numba") is not None
+
+
 def enabled() -> bool:
-    """Whether NumPy models train with compiled loops: numba importable, ``VNN_NUMBA`` not 0."""
-    if os.environ.get("VNN_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
+    """Whether NumPy models may train with compiled loops: numba there, ``VNN_NUMBA`` not 0."""
+    return mode() != "off" and installed()
+
+
+def wanted(seconds: float | None) -> bool:
+    """Whether a job whose NumPy steps would take about ``seconds`` (None: not known) trains with
+    the compiled loops."""
+    if not enabled():
         return False
-    return version() is not None
+    return mode() == "on" or seconds is None or seconds >= AUTO_SECONDS
+
+
+def numpy_seconds(sizes: list[int], batch: int, steps: int) -> float:
+    """A deliberately rough estimate of NumPy's time for ``steps`` steps of a network of layer
+    sizes ``sizes`` on batches of ``batch``: 30 µs of calls per layer and the 6·|θ|·|B| flops of
+    Eqns (1), (13), (14) at 20 GFLOP/s (a 2-core AVX2 machine runs these products at 20-60)."""
+    params = sum((sizes[i] + 1) * sizes[i + 1] for i in range(len(sizes) - 1))
+    per_step = 30e-6 * (len(sizes) - 1) + 6.0 * params * batch / 20e9
+    return steps * per_step
 
 
 def cache_dir() -> Path:

@@ -23,7 +23,11 @@ class NumpyBackend(Backend):
         return "cpu"
 
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
-                  lam: float, optimizer: Any, l2_per_sample: bool = False) -> Any:
+                  lam: float, optimizer: Any, l2_per_sample: bool = False,
+                  steps: int | None = None, batch: int | None = None) -> Any:
+        """The preallocated step; with numba, its formulas as compiled loops for a job of
+        ``steps`` steps of ``batch`` samples long enough to repay compiling (any job of unknown
+        length)."""
         from vnn.backends import loops
 
         from vnn.step import preallocated
@@ -32,7 +36,9 @@ class NumpyBackend(Backend):
         if not preallocated.supports(output, loss):
             return None
         executor = None
-        if loops.enabled():  # numba: the fused plan, each formula one compiled loop
+        sizes = [W[0].shape[1]] + [w.shape[0] for w in W]
+        seconds = None if steps is None else loops.numpy_seconds(sizes, batch or 1, steps)
+        if loops.wanted(seconds):  # numba: the fused plan, each formula one compiled loop
             def executor(xnp: Any, dtype: Any) -> Loops:
                 return Loops(xnp, dtype, loops.kernel, loops.calls_for(dtype))
         return preallocated.PreallocatedStep(np, W, b, hidden, output, lam, optimizer, _take,

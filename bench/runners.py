@@ -287,7 +287,7 @@ def runners_for(device: str = "cpu") -> list[tuple[str, Any]]:
     if device == "cpu":
         from vnn.backends import loops
 
-        if loops.version() is not None:  # numba: the default NumPy step's compiled loops
+        if loops.installed():  # numba: the NumPy step's compiled loops
             out.append(("vnn-compiled", lambda w, d, s: VnnRunner(w, d, s, loops=True)))
         out.append(("vnn-numpy", lambda w, d, s: VnnRunner(w, d, s, loops=False)))
         if has("array_api_strict"):  # the standard and nothing more: the portable step's cost

@@ -68,9 +68,36 @@ def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(tmp_path, monk
 
 def test_vnn_numba_0_turns_the_loops_off(monkeypatch):
     monkeypatch.setenv("VNN_NUMBA", "0")
-    assert not loops.enabled()
+    assert not loops.enabled() and not loops.wanted(None)
     monkeypatch.setenv("VNN_NUMBA", "1")
-    assert loops.enabled()
+    assert loops.enabled() and loops.wanted(0.01)
+
+
+@pytest.mark.parametrize("steps, compiled", [(None, True), (100, False), (10**7, True)])
+def test_short_jobs_train_without_the_loops(monkeypatch, steps, compiled):
+    # numba's start-up (about 1.5 s once cached) would make a short job slower: by default a job
+    # estimated under AUTO_SECONDS of NumPy work keeps NumPy's calls; one of unknown length
+    # (a Trainer made without steps) compiles
+    import vnn
+    from vnn.step.executors import Loops
+    from vnn.train.trainer import Trainer
+
+    monkeypatch.delenv("VNN_NUMBA", raising=False)
+    net = vnn.MLP([64, 128, 10], output="softmax", seed=0)
+    trainer = Trainer(net, vnn.Adam(), 0.0, steps=steps, batch=32)
+    assert isinstance(trainer.fast.execute, Loops) is compiled
+
+
+def test_the_readme_command_does_not_import_numba():
+    code = ("import sys, vnn.cli; vnn.cli.main(['train', '--dataset', 'digits', '--epochs', '2',"
+            " '-q']); print('numba' in sys.modules)")
+    env = dict(os.environ)
+    env.pop("VNN_NUMBA", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_a_loop_broadcasts_as_numpy_does():

@@ -72,11 +72,13 @@ def _compiled() -> str:
 
     from vnn.backends import loops
 
-    if loops.enabled():
-        return f"compiled CPU step: on (cache {loops.cache_dir()})"
-    if loops.version() is None:
+    if not loops.installed():
         return "compiled CPU step: off (pip install 'vanilla-nn[fast]')"
-    return f"compiled CPU step: off (VNN_NUMBA={os.environ.get('VNN_NUMBA')})"
+    if not loops.enabled():
+        return f"compiled CPU step: off (VNN_NUMBA={os.environ.get('VNN_NUMBA')})"
+    when = ("every job (VNN_NUMBA=1)" if loops.mode() == "on" else
+            f"jobs of about {loops.AUTO_SECONDS:g} s or more (VNN_NUMBA=1: every job)")
+    return f"compiled CPU step: on for {when}; cache {loops.cache_dir()}"
 
 
 def _nvrtc() -> str:

@@ -189,7 +189,9 @@ class Training:
                     rows(V_all, idx_train)) if split else (A_all, Y_all, V_all)
         val = (rows(A_all, idx_val), rows(Y_all, idx_val), rows(V_all, idx_val),
                backends.to_numpy(Y)[idx_val]) if split else None
-        trainer = Trainer(net, opt, float(self.alpha), l2_per_sample=True)
+        epochs = 1 if incremental else int(self.max_iter)
+        trainer = Trainer(net, opt, float(self.alpha), l2_per_sample=True,
+                          steps=epochs * -(-A.shape[0] // batch_size), batch=batch_size)
         k_avg = self.n_outputs_ if averages_outputs(net) else 1
         self._epochs(net, be, trainer, A, Yt, V, val, rs, batch_size, incremental, k_avg)
         if self.early_stopping and self._best is not None:

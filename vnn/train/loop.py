@@ -133,7 +133,11 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     if comm is not None:  # every rank starts from rank 0's parameters
         for p in net.theta:
             comm.bcast_(p)
-    trainer = Trainer(net, optimizer, lam, reduce=None if comm is None else comm.reduce_gradient)
+    # the job's length, from the epochs asked for (not those left after resuming: an interrupted
+    # and resumed run chooses the step the unbroken one did)
+    steps = epochs * -(-n // batch_size)
+    trainer = Trainer(net, optimizer, lam, reduce=None if comm is None else comm.reduce_gradient,
+                      steps=steps, batch=batch_size)
     run = Run(net, trainer, optimizer, on_nonfinite, comm, batch_size)
     bar = Progress(bool(progress) and lead, epochs, history.epochs)
     early = None if early_stopping is None else EarlyStopping(early_stopping)

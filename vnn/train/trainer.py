@@ -33,14 +33,18 @@ class Trainer:
 
     def __init__(self, net: MLP, optimizer: Optimizer, lam: float,
                  l2_per_sample: bool = False,
-                 reduce: Callable[[Array, int], None] | None = None) -> None:
+                 reduce: Callable[[Array, int], None] | None = None,
+                 steps: int | None = None, batch: int | None = None) -> None:
+        """``steps`` and ``batch``: how long the job will be (steps of how many samples), when
+        known; a backend may choose its step by it (NumPy compiles loops for long jobs)."""
         self.net, self.optimizer, self.lam = net, optimizer, lam
         self.l2_per_sample, self.reduce = l2_per_sample, reduce
         self.fast = None
         if net.fast_path:
             theta = net.theta
             self.fast = net.backend.fast_step(theta[0::2], theta[1::2], net.activation,
-                                              net.output, net.loss, lam, optimizer, l2_per_sample)
+                                              net.output, net.loss, lam, optimizer, l2_per_sample,
+                                              steps=steps, batch=batch)
         if self.fast is not None:  # views of its flat buffer
             net.theta = [p for pair in zip(self.fast.W, self.fast.b) for p in pair]
             self.fast.reduce = reduce
