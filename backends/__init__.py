@@ -1,6 +1,6 @@
 """Array libraries behind vnn: which library, which device, moving data there and back.
 
-This package is the only place that imports numpy, cupy, torch or array_api_strict. The math in
+This package is the only place that imports numpy, cupy, torch, array_api_strict or jax. The math in
 ``vnn`` receives an Array API namespace ``xp`` from a :class:`Backend` and never knows which
 library runs it.
 
@@ -37,6 +37,7 @@ _MODULES = {
     "cupy": "vnn.backends.cupy",
     "torch": "vnn.backends.torch",
     "array_api_strict": "vnn.backends.strict",
+    "jax": "vnn.backends.jax",
 }
 _ALIASES = {"np": "numpy", "cp": "cupy", "pytorch": "torch", "strict": "array_api_strict"}
 
@@ -121,6 +122,8 @@ def backend_of(array: Any) -> Backend | None:
     root = type(array).__module__.split(".")[0]
     if root in ("cupy", "torch", "array_api_strict"):
         return _module(root).of(array)
+    if root in ("jax", "jaxlib"):
+        return _module("jax").of(array)
     return None
 
 

@@ -37,6 +37,8 @@ class Backend:
     """
 
     name: str = "?"
+    #: whether arrays cannot be written in place (JAX): training rebinds instead
+    immutable = False
 
     def __init__(self, xp: Any, device: Any, device_name: str) -> None:
         self.xp = xp

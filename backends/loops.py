@@ -59,7 +59,8 @@ AUTO_SECONDS = 10.0
 
 def mode() -> str:
     """``VNN_NUMBA``: "off" (0, false, no, off), "on" (1, true, yes, on: every job), or "auto"
-    (unset or anything else: jobs of at least :data:`AUTO_SECONDS`, and jobs of unknown length)."""
+    (unset or anything else: jobs estimated at :data:`AUTO_SECONDS` or more; not those of unknown
+    length)."""
     value = os.environ.get("VNN_NUMBA", "auto").strip().lower()
     if value in ("0", "false", "no", "off"):
         return "off"
@@ -77,11 +78,11 @@ def enabled() -> bool:
 
 
 def wanted(seconds: float | None) -> bool:
-    """Whether a job whose NumPy steps would take about ``seconds`` (None: not known) trains with
-    the compiled loops."""
+    """Whether a job whose NumPy steps would take about ``seconds`` (None: not known, e.g. a
+    ``Trainer`` made without a length) trains with the compiled loops."""
     if not enabled():
         return False
-    return mode() == "on" or seconds is None or seconds >= AUTO_SECONDS
+    return mode() == "on" or (seconds is not None and seconds >= AUTO_SECONDS)
 
 
 def numpy_seconds(sizes: list[int], batch: int, steps: int) -> float:

@@ -26,8 +26,8 @@ class NumpyBackend(Backend):
                   lam: float, optimizer: Any, l2_per_sample: bool = False,
                   steps: int | None = None, batch: int | None = None) -> Any:
         """The preallocated step; with numba, its formulas as compiled loops for a job of
-        ``steps`` steps of ``batch`` samples long enough to repay compiling (any job of unknown
-        length)."""
+        ``steps`` steps of ``batch`` samples long enough to repay compiling (``VNN_NUMBA=1``: any
+        job)."""
         from vnn.backends import loops
 
         from vnn.step import preallocated

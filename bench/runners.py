@@ -103,6 +103,10 @@ class VnnRunner(Runner):
             for i in range(self.steps):
                 trainer(A, Y, slice(i * B, (i + 1) * B))
             self.be.synchronize()
+            if self.be.name == "jax":  # its dispatch is asynchronous: wait for the last update
+                import jax
+
+                jax.block_until_ready(self.net.theta)
 
 
 class TorchRunner(Runner):
@@ -297,6 +301,7 @@ def runners_for(device: str = "cpu") -> list[tuple[str, Any]]:
             out.append(("vnn-torch", lambda w, d, s: VnnRunner(w, d, s, backend="torch")))
             out.append(("torch-eager", lambda w, d, s: TorchRunner(w, d, s)))
         if has("jax"):
+            out.append(("vnn-jax", lambda w, d, s: VnnRunner(w, d, s, backend="jax")))
             out.append(("jax-jit", lambda w, d, s: JaxRunner(w, d, s)))
         if has("sklearn"):
             out.append(("sklearn-mlp", lambda w, d, s: SklearnRunner(w, d, s)))

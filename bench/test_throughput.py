@@ -22,6 +22,7 @@ CONTENDERS = {
     "vnn-array_api_strict": (lambda w, d, s: VnnRunner(w, d, s, backend="array_api_strict"),
                              "array_api_strict"),
     "vnn-torch": (lambda w, d, s: VnnRunner(w, d, s, backend="torch"), "torch"),
+    "vnn-jax": (lambda w, d, s: VnnRunner(w, d, s, backend="jax"), "jax"),
     "torch-eager": (lambda w, d, s: TorchRunner(w, d, s), "torch"),
     "jax-jit": (lambda w, d, s: JaxRunner(w, d, s), "jax"),
     "sklearn-mlp": (lambda w, d, s: SklearnRunner(w, d, s), "sklearn"),

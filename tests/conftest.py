@@ -22,6 +22,13 @@ import pytest
 import vnn
 from vnn import backends
 
+try:  # float64 tests on JAX need its 64-bit mode (a process-wide switch, the user's to make)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+except ImportError:
+    pass
+
 BACKENDS = backends.available()
 
 

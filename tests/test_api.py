@@ -121,7 +121,7 @@ def test_to_numpy_from_every_backend(backend):
     (dict(loss="hinge"), ValueError, "loss='hinge' is not known"),
     (dict(dtype="float16"), ValueError, "dtype='float16' is not supported"),
     (dict(device="tpu"), ValueError, "device='tpu' is not known"),
-    (dict(backend="jax"), ValueError, "backend='jax' is not known"),
+    (dict(backend="mxnet"), ValueError, "backend='mxnet' is not known"),
     (dict(init="lecun"), ValueError, "init='lecun' is not known"),
     (dict(seed=-1), ValueError, "seed=-1 is invalid"),
     (dict(sizes=[3, 1], output="softmax"), ValueError, "needs m_L >= 2"),

@@ -61,7 +61,7 @@ def _train(execution: str) -> list[np.ndarray]:
     return out
 
 
-def _fused(self, W, b, hidden, output, loss, lam, optimizer, l2_per_sample=False):
+def _fused(self, W, b, hidden, output, loss, lam, optimizer, l2_per_sample=False, **job):
     """NumPy's fast step as the fused step, its kernels run by ``numpy_kernel``."""
     if not preallocated.supports(output, loss):
         return None

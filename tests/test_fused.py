@@ -32,7 +32,7 @@ def fused_numpy(monkeypatch, request):
     Eqn (14) of equal-shape layers batched, and per layer as CuPy runs it (``batched=False``)."""
     made = []
 
-    def fast_step(self, W, b, hidden, output, loss, lam, optimizer, l2_per_sample=False):
+    def fast_step(self, W, b, hidden, output, loss, lam, optimizer, l2_per_sample=False, **job):
         if not preallocated.supports(output, loss):
             return None
         step = preallocated.PreallocatedStep(np, W, b, hidden, output, lam, optimizer,

@@ -26,7 +26,7 @@ OUTPUTS = ("auto", "identity", "sigmoid", "softmax")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
-BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
+BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict", "jax")
 
 
 DATASETS_HINT = 'pip install "vanilla-nn[datasets]"'

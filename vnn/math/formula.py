@@ -133,10 +133,14 @@ class Formula:
     def portable(self, scalars: Mapping[str, float] | None = None) -> Callable[..., Any]:
         """The formula as a function ``f(xp, *args)`` of Array API arrays (and scalars), returning
         its output (or a tuple of its outputs), allocating new arrays."""
-        key = (getattr(self._table, "version", 0), self.key(scalars or {}))
-        run = self._compiled.get(key)
+        return self.specialized(self.key(scalars or {}))
+
+    def specialized(self, key: tuple[tuple[str, float], ...]) -> Callable[..., Any]:
+        """:meth:`portable` for the specialisation ``key`` (:meth:`key` of some scalar values)."""
+        version = (getattr(self._table, "version", 0), key)
+        run = self._compiled.get(version)
         if run is None:
-            run = self._compiled[key] = _portable(self, key[1])
+            run = self._compiled[version] = _portable(self, key)
         return run
 
     def __call__(self, xp: Any, *args: Any) -> Any:

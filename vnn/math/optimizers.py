@@ -55,10 +55,17 @@ class Optimizer:
         raise NotImplementedError
 
     def update(self, xp: Any, params: list[Array], grads: list[Array],
-               state: list[list[Array]], t: int) -> list[Array]:
-        """Apply step number ``t`` to every parameter: new parameters; ``state`` updated."""
-        f, scalars = self.update_formula, self.scalars(t)
-        run = f.portable(scalars)
+               state: list[list[Array]], t: int,
+               scalars: dict[str, Any] | None = None,
+               key: tuple[tuple[str, float], ...] | None = None) -> list[Array]:
+        """Apply step number ``t`` to every parameter: new parameters; ``state`` updated.
+
+        ``scalars`` (values of the formula's scalars, e.g. traced ones under ``jax.jit``) and
+        ``key`` (which of them are 0 or 1: the formula's specialisation, ``Formula.key``) replace
+        those of step ``t``."""
+        f = self.update_formula
+        scalars = self.scalars(t) if scalars is None else scalars
+        run = f.portable(scalars) if key is None else f.specialized(key)
         tail = [scalars[a] for a in f.args if a in f.scalars]
         names = self.state_names
         new = []

@@ -35,6 +35,8 @@ class EarlyStopping:
 
     def restore(self, net: MLP) -> None:
         """The best epoch's parameters back into the model, in place."""
-        if self.best is not None:
+        if self.best is not None and getattr(net.backend, "immutable", False):
+            net.theta = self.best  # JAX: rebind, nothing is a view
+        elif self.best is not None:
             for p, b in zip(net.theta, self.best):
                 p[...] = b

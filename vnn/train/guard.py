@@ -94,11 +94,15 @@ class Run:
     def _restore(self, snap: tuple[list[Array], list[list[Array]], int]) -> None:
         """Write a snapshot back in place (the fast step's parameters are views of its buffer)."""
         params, state, t = snap
-        for p, s in zip(self._params(), params):
-            p[...] = s
-        for cur, old in zip(self.opt.state, state):
-            for a, s in zip(cur, old):
-                a[...] = s
+        if getattr(self.net.backend, "immutable", False):  # JAX: rebind, nothing is a view
+            self.net.theta = params
+            self.opt.state = state
+        else:
+            for p, s in zip(self._params(), params):
+                p[...] = s
+            for cur, old in zip(self.opt.state, state):
+                for a, s in zip(cur, old):
+                    a[...] = s
         self.opt.t = t
 
 

@@ -51,7 +51,12 @@ class Trainer:
 
     def __call__(self, A: Array, Y: Array, rows: Any, V: Array | None = None) -> Array:
         if self.fast is not None and V is None:
-            return self.fast(A, Y, rows)
+            if not getattr(self.fast, "functional", False):
+                return self.fast(A, Y, rows)
+            self.fast.theta = self.net.theta  # immutable arrays (JAX): new ones each step
+            J = self.fast(A, Y, rows)
+            self.net.theta = self.fast.theta
+            return J
         xp = self.net.xp
         if isinstance(rows, slice):
             Ab, Yb, Vb = A[rows, ...], Y[rows, ...], None if V is None else V[rows]
