@@ -60,8 +60,11 @@ class JaxBackend(Backend):
     def fast_step(self, W: list[Any], b: list[Any], hidden: list[str], output: str, loss: str,
                   lam: float, optimizer: Any, l2_per_sample: bool = False,
                   steps: int | None = None, batch: int | None = None) -> Any:
+        from vnn.math.optimizers import Optimizer
         from vnn.step.jitted import JitStep
 
+        if type(optimizer).update is not Optimizer.update:  # its own update: the portable step
+            return None
         return JitStep(self.xp, _jax().jit, np.asarray, W, b, hidden, output, loss, lam,
                        optimizer, l2_per_sample)
 

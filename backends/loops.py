@@ -28,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,21 @@ def enabled() -> bool:
 
 def wanted(seconds: float | None) -> bool:
     """Whether a job whose NumPy steps would take about ``seconds`` (None: not known, e.g. a
-    ``Trainer`` made without a length) trains with the compiled loops."""
-    if not enabled():
+    ``Trainer`` made without a length) trains with the compiled loops. A numba that is installed
+    but cannot be imported (built for another NumPy) is reported once and not used."""
+    if not enabled() or not (mode() == "on" or (seconds is not None and seconds >= AUTO_SECONDS)):
         return False
-    return mode() == "on" or (seconds is not None and seconds >= AUTO_SECONDS)
+    if version() is None:
+        if not _WARNED:
+            _WARNED.append(True)
+            warnings.warn("numba is installed but cannot be imported; NumPy models train without "
+                          "the compiled loops (python -c 'import numba' shows why)",
+                          RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+_WARNED: list[bool] = []
 
 
 def numpy_seconds(sizes: list[int], batch: int, steps: int) -> float:
@@ -95,7 +107,7 @@ def numpy_seconds(sizes: list[int], batch: int, steps: int) -> float:
 
 
 def cache_dir() -> Path:
-    """Where compiled loops are kept: ``$VNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/vnn/loops``
+    """Where compiled loops are kept: ``$VNN_CACHE_DIR/loops``, else ``$XDG_CACHE_HOME/vnn/loops``
     (``~/.cache/vnn/loops``); a fresh temporary folder when that cannot be written."""
     root = os.environ.get("VNN_CACHE_DIR")
     if root:
@@ -210,9 +222,14 @@ def kernel(name: str, ins: list[str], outs: list[str], body: str, inputs: list[A
     import numba
 
     shape = tuple(outputs[0].shape)
-    if any(tuple(o.shape) != shape for o in outputs):
-        raise ValueError(f"kernel {name}: outputs of different shapes "
-                         f"{[tuple(o.shape) for o in outputs]}")
+    arrays = [a for a in [*inputs, *outputs] if isinstance(a, np.ndarray)]
+    try:  # the loops index without bounds checks: operands must broadcast to the outputs
+        ok = np.broadcast_shapes(*(a.shape for a in arrays)) == shape
+    except ValueError:
+        ok = False
+    if not ok or any(tuple(o.shape) != shape for o in outputs):
+        raise ValueError(f"kernel {name}: operands of shapes {[tuple(a.shape) for a in arrays]} "
+                         f"do not broadcast to the outputs' shape {shape}")
     index = {n: _index(a, shape) for n, a in zip(ins, inputs)}
     index.update({n: _index(o, shape) for n, o in zip(outs, outputs)})
     source = loop_source(name, ins, outs, body, index, len(shape))

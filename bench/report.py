@@ -65,7 +65,7 @@ def measure(w: Workload, dtype: str, device: str, rounds: int, steps: int,
                 t0 = time.perf_counter()
                 r.run()
                 rates[name].append(r.samples / (time.perf_counter() - t0))
-            worst = max(worst, float("nan") if load.cores is None else load.cores)
+            worst = float("nan") if load.cores is None or worst != worst else max(worst, load.cores)
         loads.append(worst)
     return rates, loads
 
@@ -79,6 +79,12 @@ def clean(rates: dict[str, list[float]], loads: list[float], max_load: float
     if len(keep) == len(loads):
         dropped = []
     return {n: statistics.median([v[k] for k in keep]) for n, v in rates.items()}, dropped
+
+
+def all_loaded(loads: list[float], max_load: float) -> bool:
+    """Whether every round saw more load than ``max_load`` (then none is dropped, and the table
+    says that its medians are of loaded rounds)."""
+    return bool(loads) and all(x == x and x > max_load for x in loads)
 
 
 def need_bytes(w: Workload, dtype: str, steps: int) -> int:
@@ -142,6 +148,8 @@ def table(results: list[dict[str, Any]]) -> str:
         dropped = res.get("dropped", [])
         note = (f", {len(dropped)} dropped (other processes above {res['max_load']} cores)"
                 if dropped else "")
+        if all_loaded(res.get("load", []), res.get("max_load", 0.5)):
+            note = f", every round loaded (other processes above {res['max_load']} cores)"
         lines.append(f"\n{res['workload']}: {res['label']} ({res['dtype']}), "
                      f"{res['steps']} steps per run, {res['rounds']} rounds{note}")
         peers = [p for p in PEERS if p in med]

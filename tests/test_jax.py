@@ -33,13 +33,14 @@ def _data(n=37, seed=0):
                          ids=["sgd", "momentum", "adam", "adam-sklearn"])
 def test_jitted_step_equals_numpy_and_traces_once_per_batch_shape(monkeypatch, opt):
     traces = []
-    pure = jitted.JitStep._pure
+    pure = jitted._pure
 
-    def counted(self, *args, **kwargs):
+    def counted(*args, **kwargs):
         traces.append(kwargs["n"])  # runs only while jax traces
-        return pure(self, *args, **kwargs)
+        return pure(*args, **kwargs)
 
-    monkeypatch.setattr(jitted.JitStep, "_pure", counted)
+    monkeypatch.setattr(jitted, "_pure", counted)
+    monkeypatch.setattr(jitted, "_JITTED", {})
     X, y = _data()
     nets = []
     for backend in ("jax", "numpy"):
@@ -112,3 +113,47 @@ def test_vnn_info_lists_jax():
                          text=True, env=env, timeout=120).stdout
     line = next(x for x in out.splitlines() if x.strip().startswith("jax"))
     assert jax.__version__ in line and "cpu" in line
+
+
+def test_a_reused_optimizer_with_another_models_state_starts_afresh():
+    # the optimizer's state is the model's only when its shapes are the model's parameters'
+    X, y = _data()
+    opt = vnn.Adam(1e-2)
+    vnn.MLP([5, 8, 3], output="softmax", backend="jax", seed=0).fit(X, y, optimizer=opt,
+                                                                   epochs=1, batch_size=8)
+    net = vnn.MLP([5, 8, 1], output="sigmoid", backend="jax", seed=0)
+    net.fit(X, y % 2, optimizer=opt, epochs=1, batch_size=8)
+    assert [tuple(p.shape) for p in net.theta] == [(8, 5), (8,), (1, 8), (1,)]
+    assert [tuple(a.shape) for a in opt.state[0]] == [(8, 5), (8,), (1, 8), (1,)]
+    assert opt.t == 5
+
+
+def test_every_fit_of_a_kind_of_model_shares_one_trace_per_batch_shape(monkeypatch):
+    traces = []
+    pure = jitted._pure
+
+    def counted(*args, **kwargs):
+        traces.append(kwargs["n"])
+        return pure(*args, **kwargs)
+
+    monkeypatch.setattr(jitted, "_pure", counted)
+    monkeypatch.setattr(jitted, "_JITTED", {})
+    X, y = _data()
+    for seed in range(3):
+        net = vnn.MLP([5, 7, 3], output="softmax", backend="jax", dtype="float64", seed=seed)
+        net.fit(X, y, optimizer=vnn.Adam(1e-2), epochs=2, batch_size=8)
+    assert sorted(traces) == [5, 8], traces
+
+
+def test_float32_adam_on_jax_rounds_one_minus_beta2_once():
+    # β₂ stays a Python number inside the trace: 1 − β₂ is 0.001 rounded once, not
+    # 1 − float32(0.999) (1.3e-5 off), so JAX's float32 Adam follows NumPy's
+    X, y = _data(64)
+    out = []
+    for backend in ("jax", "numpy"):
+        net = vnn.MLP([5, 16, 3], output="softmax", backend=backend, dtype="float32", seed=0)
+        net.fast_path = backend == "jax"
+        opt = vnn.Adam(1e-2)
+        net.fit(X, y, optimizer=opt, epochs=3, batch_size=16)
+        out.append(np.concatenate([vnn.to_numpy(v).ravel() for v in opt.state[1]]))
+    np.testing.assert_allclose(out[0], out[1], rtol=2e-6, atol=1e-9)  # seen: 3.4e-7; 2.5e-3 before

@@ -138,7 +138,7 @@ def test_loops_keep_ieee_semantics():
 
 
 def test_scalar_terms_are_worked_out_on_the_host_in_float64():
-    # Adam's 1 − β₂ inside a float32 kernel would be 1 − float32(0.999): 4.7e-5 off, which biased
+    # Adam's 1 − β₂ inside a float32 kernel would be 1 − float32(0.999): 1.3e-5 off, which biased
     # the second moment (scikit-learn computes it in Python floats). Both kernels executions (the
     # CUDA kernels' bodies run on NumPy, and the compiled loops) get it rounded once.
     from fused_numpy import numpy_kernel
@@ -159,3 +159,43 @@ def test_scalar_terms_are_worked_out_on_the_host_in_float64():
         assert "1 - b2" not in run.source and "_k0 - b2" not in run.source
         run(*[scal[k] for k in sorted(f.scalars)])
         np.testing.assert_allclose(v, want, rtol=3e-7)
+
+
+def test_operands_that_do_not_broadcast_are_refused():
+    # the loops index without bounds checks: a (3,) input against a (6,) output would read
+    # past its end; NumPy refuses the same shapes
+    with pytest.raises(ValueError, match="do not broadcast"):
+        loops.kernel("vnn_t", ["x"], ["o"], "o = x;", [np.arange(3.0)], [np.zeros(6)])
+
+
+def test_formula_names_starting_with_underscore_are_refused():
+    from vnn.math.formula import Formula, FormulaError
+
+    with pytest.raises(FormulaError, match="outside the language"):
+        Formula("bad", "p = p - _h0 * g", "p, g, _h0", "_h0")
+
+
+def test_a_numba_that_cannot_be_imported_is_reported_and_not_used(monkeypatch):
+    monkeypatch.setenv("VNN_NUMBA", "1")
+    monkeypatch.setattr(loops, "version", lambda: None)
+    monkeypatch.setattr(loops, "_WARNED", [])
+    with pytest.warns(RuntimeWarning, match="numba is installed but cannot be imported"):
+        assert not loops.wanted(100.0)
+    assert not loops.wanted(100.0)  # said once
+
+
+def test_the_job_estimate_uses_the_batches_the_data_allows(monkeypatch):
+    import vnn
+
+    seen = []
+    real = loops.numpy_seconds
+
+    def record(sizes, batch, steps):
+        seen.append((batch, steps))
+        return real(sizes, batch, steps)
+
+    monkeypatch.setattr(loops, "numpy_seconds", record)
+    rng = np.random.default_rng(0)
+    net = vnn.MLP([3, 4, 2], output="softmax", seed=0)
+    net.fit(rng.standard_normal((100, 3)), rng.integers(0, 2, 100), epochs=3, batch_size=10**5)
+    assert seen == [(100, 3)]

@@ -101,7 +101,9 @@ class Formula:
             elif isinstance(sub, ast.Constant):
                 ok = isinstance(sub.value, (int, float)) and not isinstance(sub.value, bool)
             elif isinstance(sub, ast.Name) and sub.id not in PRIMITIVES:
-                ok = sub.id in known or sub.id in (self._table or {})
+                # names starting with "_" are the compiled forms' own (_k0, _h0: numbers)
+                ok = (sub.id in known or sub.id in (self._table or {})) and \
+                    not sub.id.startswith("_")
             if not ok:
                 raise FormulaError(f"formula {self.name!r}: {ast.unparse(sub)!r} is outside the "
                                    "language (names, numbers, + - * /, one comparison, "

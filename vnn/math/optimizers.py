@@ -50,6 +50,11 @@ class Optimizer:
     def update_formula(self) -> Formula:
         return FORMULAS[self.formula]
 
+    @classmethod
+    def update_formula_of(cls) -> Formula:
+        """The update formula of this kind of optimizer (without an instance)."""
+        return FORMULAS[cls.formula]
+
     def scalars(self, t: int) -> dict[str, float]:
         """The formula's scalars at step ``t`` (1-based)."""
         raise NotImplementedError

@@ -137,7 +137,7 @@ def fit(net: MLP, X: Any, y: Any, optimizer: Optimizer | None = None, epochs: in
     # and resumed run chooses the step the unbroken one did)
     steps = epochs * -(-n // batch_size)
     trainer = Trainer(net, optimizer, lam, reduce=None if comm is None else comm.reduce_gradient,
-                      steps=steps, batch=batch_size)
+                      steps=steps, batch=min(batch_size, n))
     run = Run(net, trainer, optimizer, on_nonfinite, comm, batch_size)
     bar = Progress(bool(progress) and lead, epochs, history.epochs)
     early = None if early_stopping is None else EarlyStopping(early_stopping)
