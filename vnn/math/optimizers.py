@@ -48,7 +48,7 @@ class Optimizer:
 
     @property
     def update_formula(self) -> Formula:
-        return FORMULAS[self.formula]
+        return self.update_formula_of()
 
     @classmethod
     def update_formula_of(cls) -> Formula:

@@ -19,12 +19,11 @@ plan stay where they are.
 from __future__ import annotations
 
 import ast
-import math
 from collections.abc import Callable
 from typing import Any
 
 from vnn.math.formula import is_array, substitute
-from vnn.step.compile import Program, kernel_source, program
+from vnn.step.compile import _MATH, Program, kernel_source, program
 
 Array = Any
 Statements = list[tuple[str, ast.expr]]
@@ -143,8 +142,7 @@ def hoist(statements: Statements, scalars: frozenset[str]
 def _host_function(params: list[str], expressions: list[str]) -> Callable[..., tuple[float, ...]]:
     """``f(*params) -> (value of each expression,)`` in Python floats (the formulas' functions
     from ``math``)."""
-    env: dict[str, Any] = {"exp": math.exp, "log": math.log, "log1p": math.log1p,
-                           "sqrt": math.sqrt, "tanh": math.tanh, "abs": abs, "max": max}
+    env: dict[str, Any] = dict(_MATH)  # the host's versions of the formulas' functions
     src = f"lambda {', '.join(params)}: ({''.join(e + ', ' for e in expressions)})"
     return eval(src, env)  # type: ignore[no-any-return]  # noqa: S307 - the library's formulas
 
