@@ -381,13 +381,21 @@ def test_ctrl_c_to_a_real_process_says_one_line_writes_the_model_and_exits_130(t
     model = tmp_path / "m.safetensors"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # an empty cache: a job this long compiles its loops (with numba) before its first epoch, so
+    # the signal is sent once an epoch has finished (its checkpoint exists), not after a fixed time
+    env["VNN_CACHE_DIR"] = str(tmp_path / "cache")
+    ck = tmp_path / "ck.safetensors"
     proc = subprocess.Popen([sys.executable, "-m", "vnn.cli", "train", "--dataset", "digits",
-                             "--hidden", "256,256", "--epochs", "100000", "--out", str(model)],
+                             "--hidden", "256,256", "--epochs", "100000", "--out", str(model),
+                             "--checkpoint", str(ck)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None and proc.stderr is not None
     while "training:" not in proc.stdout.readline():  # the header is printed before training
         pass
-    time.sleep(1.0)  # some epochs in
+    deadline = time.monotonic() + 120
+    while not ck.exists() and time.monotonic() < deadline:  # the first epoch has finished
+        time.sleep(0.05)
+    time.sleep(0.3)  # into a later epoch
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
