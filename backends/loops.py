@@ -139,26 +139,29 @@ def _index(arr: Any, shape: tuple[int, ...]) -> str | None:
     return "[" + ", ".join(axes) + "]"
 
 
+class _Element(ast.NodeTransformer):
+    """A kernel body's names as the loop's elements (``index``: name -> subscript, None for a
+    number), its functions as the compiled loops call them."""
+
+    def __init__(self, index: dict[str, str | None]) -> None:
+        self.index = index
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        sub = self.index.get(node.id)
+        return node if sub is None else ast.parse(node.id + sub, mode="eval").body
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        node.args = [self.visit(a) for a in node.args]
+        node.func = ast.parse(FUNCTIONS[node.func.id], mode="eval").body  # type: ignore[attr-defined]
+        return node
+
+
 def loop_source(name: str, ins: list[str], outs: list[str], body: str,
                 index: dict[str, str | None], ndim: int) -> str:
     """A module with one function ``name(*ins, *outs)`` running ``body`` on every element of
     the outputs (shape ``outs[0].shape``, ``ndim`` axes), read through ``index``."""
     tree = ast.parse("\n".join(st.strip() for st in body.split(";")))
-
-    class Element(ast.NodeTransformer):
-        def visit_Name(self, node: ast.Name) -> ast.AST:
-            sub = index.get(node.id)
-            if sub is None:
-                return node
-            return ast.parse(node.id + sub, mode="eval").body
-
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            node.args = [self.visit(a) for a in node.args]
-            fn = node.func.id  # type: ignore[attr-defined]
-            node.func = ast.parse(FUNCTIONS[fn], mode="eval").body
-            return node
-
-    lines = [ast.unparse(Element().visit(st)) for st in tree.body]
+    lines = [ast.unparse(_Element(index).visit(st)) for st in tree.body]
     first = outs[0]
     src = ["import math", "", "import numba", "", "",
            '@numba.njit(cache=True, nogil=True, error_model="numpy")',
@@ -219,8 +222,6 @@ def kernel(name: str, ins: list[str], outs: list[str], body: str, inputs: list[A
     """``body`` as a compiled loop over the elements of ``outputs``, called as
     ``k(*inputs, *outputs)``: ``inputs`` are the arrays and numbers it will be given (None: a
     number given per call, of the outputs' dtype), read with NumPy's broadcasting."""
-    import numba
-
     shape = tuple(outputs[0].shape)
     arrays = [a for a in [*inputs, *outputs] if isinstance(a, np.ndarray)]
     try:  # the loops index without bounds checks: operands must broadcast to the outputs
@@ -233,15 +234,102 @@ def kernel(name: str, ins: list[str], outs: list[str], body: str, inputs: list[A
     index = {n: _index(a, shape) for n, a in zip(ins, inputs)}
     index.update({n: _index(o, shape) for n, o in zip(outs, outputs)})
     source = loop_source(name, ins, outs, body, index, len(shape))
-    dt = outputs[0].dtype.type
-    sig = tuple(numba.typeof(dt(0) if a is None else a) for a in [*inputs, *outputs])
+    return _compiled(name, source, outputs[0].dtype.type, [*inputs, *outputs])
+
+
+def _compiled(name: str, source: str, dt: Any, args: list[Any]) -> Any:
+    """The function ``name`` of ``source`` compiled for ``args`` (None: a number of type
+    ``dt``) now, not inside the first step: compiled, or loaded from disk."""
+    import numba
+
+    sig = tuple(numba.typeof(dt(0) if a is None else a) for a in args)
     key = (source, sig)
     if key not in _MADE:
         fn = load(name, source)
         t = time.perf_counter()
         hits = sum(fn.stats.cache_hits.values())
-        fn.compile(sig)  # now, not inside the first step: compiled, or loaded from disk
+        fn.compile(sig)
         loaded = sum(fn.stats.cache_hits.values()) > hits
         COMPILES.append((name, time.perf_counter() - t, loaded))
         _MADE[key] = fn
     return _MADE[key]
+
+
+def columns_source(name: str, params: list[str], stages: list[tuple[str, str, str]],
+                   terms: list[tuple[int, str]], index: dict[str, str | None],
+                   rows: str, per_column: list[bool]) -> str:
+    """A module with one function ``name(*params)`` running ``stages`` on each column of the
+    2-d buffers and returning the sum of ``terms`` (see ``vnn.step.executors.Loops.columns``);
+    ``rows`` names a buffer of the full shape, ``per_column[k]``: term k reads only rows."""
+
+    def element(expr: str) -> str:
+        return ast.unparse(_Element(index).visit(ast.parse(expr, mode="eval").body))
+
+    out = ["import math", "", "import numba", "", "",
+           '@numba.njit(cache=True, nogil=True, error_model="numpy")',
+           f"def {name}({', '.join(params)}):",
+           "    total = 0.0",
+           f"    for i1 in range({rows}.shape[1]):"]
+    body = "        "
+    inner = body + "    "
+    # one loop over the column's elements for each run of maps and the reductions right after
+    # them (a reduction reads elements the same iteration has just written)
+    groups: list[list[tuple[str, str, str]]] = []
+    for st in stages:
+        reduced = {t for kind, t, _ in groups[-1] if kind != "map"} if groups else set()
+        after = st[0] == "map" and groups and groups[-1][-1][0] != "map"
+        if not groups or after or reduced & _names(st[2]):  # it reads a finished reduction
+            groups.append([st])
+        else:
+            groups[-1].append(st)
+    last = max((g for g, group in enumerate(groups) if group[0][0] == "map"), default=-1)
+    for g, group in enumerate(groups):
+        reductions = [(k, st) for k, st in enumerate(group) if st[0] != "map"]
+        out += [body + (f"acc{k} = -math.inf" if kind == "max" else f"acc{k} = 0.0")
+                for k, (kind, _, _) in reductions]
+        out.append(f"{body}for i0 in range({rows}.shape[0]):")
+        if g == last:  # the element terms, in the last loop of maps
+            out += [f"{inner}total += {'-' if sign < 0 else ''}({element(t)})"
+                    for (sign, t), col in zip(terms, per_column) if not col]
+        for k, (kind, target, expr) in enumerate(group):
+            if kind == "map":
+                out.append(f"{inner}{element(target)} = {element(expr)}")
+            else:
+                step = (f"max(acc{k}, {element(expr)})" if kind == "max"
+                        else f"acc{k} + {element(expr)}")
+                out.append(f"{inner}acc{k} = {step}")
+        out += [f"{body}{target}[0, i1] = acc{k}" for k, (_, target, _) in reductions]
+    out += [f"{body}total += {'-' if sign < 0 else ''}({element(t)})"
+            for (sign, t), col in zip(terms, per_column) if col]
+    out.append("    return total")
+    return "\n".join(out) + "\n"
+
+
+def columns(name: str, params: list[str], stages: list[tuple[str, str, str]],
+            terms: list[tuple[int, str]], inputs: list[Any]) -> Any:
+    """The stages and terms of ``vnn.step.executors.Loops.columns`` as one compiled loop over
+    the columns of 2-d buffers, called as ``f(*inputs)`` (None in ``inputs``: a number given per
+    call, of the buffers' dtype). Buffers of one row are read once per column."""
+    import numba
+
+    arrays = {n: a for n, a in zip(params, inputs) if isinstance(a, np.ndarray)}
+    full = max((a.shape for a in arrays.values()), key=lambda s: s[0] * s[1])
+    bad = [n for n, a in arrays.items() if a.ndim != 2 or a.shape[1] != full[1]
+           or a.shape[0] not in (1, full[0])]
+    if bad:
+        raise ValueError(f"loop {name}: buffers {bad} are not ({full[0]} or 1, {full[1]})")
+    last = [t for k, t, _ in stages if k == "map"][-1:] if stages and stages[-1][0] == "map" else []
+    if any(t in _names(term) for _, term in terms for t in last):
+        raise ValueError(f"loop {name}: a term reads {last}, which its loop writes")
+    rows = next(n for n, a in arrays.items() if a.shape == full)
+    index = {n: _index(a, full) for n, a in arrays.items()}
+    read = [[n for n in _names(t) if n in arrays] for _, t in terms]
+    if not all(read):
+        raise ValueError(f"loop {name}: a term reads no buffer")
+    per_column = [all(arrays[n].shape[0] == 1 for n in r) for r in read]
+    source = columns_source(name, params, stages, terms, index, rows, per_column)
+    return _compiled(name, source, arrays[rows].dtype.type, inputs)
+
+
+def _names(expr: str) -> set[str]:
+    return {n.id for n in ast.walk(ast.parse(expr, mode="eval")) if isinstance(n, ast.Name)}

@@ -40,7 +40,7 @@ class NumpyBackend(Backend):
         seconds = None if steps is None else loops.numpy_seconds(sizes, batch or 1, steps)
         if loops.wanted(seconds):  # numba: the fused plan, each formula one compiled loop
             def executor(xnp: Any, dtype: Any) -> Loops:
-                return Loops(xnp, dtype, loops.kernel, loops.calls_for(dtype))
+                return Loops(xnp, dtype, loops.kernel, loops.calls_for(dtype), loops.columns)
         return preallocated.PreallocatedStep(np, W, b, hidden, output, lam, optimizer, _take,
                                              l2_per_sample, executor=executor)
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _loops(dtype):
     from vnn.step.executors import Loops
 
-    return Loops(np, np.dtype(dtype), loops.kernel, loops.calls_for(dtype))
+    return Loops(np, np.dtype(dtype), loops.kernel, loops.calls_for(dtype), loops.columns)
 
 TRAIN = """
 import json, sys, numpy as np, vnn
@@ -49,7 +49,7 @@ def _train(cache: Path, sizes: list[int], batch: int) -> list[tuple[str, float, 
 def test_loops_are_cached_on_disk_and_shared_by_architectures(tmp_path):
     first = _train(tmp_path, [6, 9, 3], 8)
     names = {n for n, _, _ in first}
-    assert {"vnn_relu", "vnn_adam", "vnn_delta_relu", "vnn_delta_softmax"} <= names
+    assert {"vnn_adam", "vnn_delta_relu", "vnn_loss_softmax"} <= names  # ReLU: NumPy's one call
     assert not any(loaded for _, _, loaded in first)  # an empty cache: everything compiled
     assert list((tmp_path / "loops").glob("vnn_loops_*.py"))
     # another process, another architecture and batch size: every loop comes from the disk
@@ -122,19 +122,43 @@ def _module_of(run) -> str:
     raise AssertionError("no module for softmax_exp")
 
 
+def _loop_of(name, arrays):
+    """The formula ``name`` as a compiled loop on ``arrays`` (whatever the executor would pick)."""
+    from vnn.math.formulas import FORMULAS
+    from vnn.step.compile import kernel_source
+
+    f = FORMULAS[name]
+    ins, outs, body, numbers = kernel_source(f.specialize(), f.args)
+    inputs = [arrays[n] if n in arrays else np.float64(numbers[n]) for n in ins]
+    k = loops.kernel("vnn_" + name, ins, outs, body, inputs, [arrays[n] for n in outs])
+    return lambda: k(*inputs, *[arrays[n] for n in outs])
+
+
 def test_loops_keep_ieee_semantics():
     # no fastmath: NaN propagates through max (ReLU), 1/0 is inf, nothing raises
-    from vnn.math.formulas import FORMULAS
-
     z = np.array([[np.nan, -1.0, 2.0]])
     a = z.copy()
-    f = FORMULAS["relu"]
-    _loops(z.dtype)("relu", f.specialize(), f.args, {"z": a, "a": a})()
+    _loop_of("relu", {"z": a, "a": a})()
     assert np.isnan(a[0, 0]) and a[0, 1] == 0.0 and a[0, 2] == 2.0
     e, s, p = np.ones((2, 2)), np.zeros((1, 2)), np.empty((2, 2))
-    g = FORMULAS["softmax_div"]
-    _loops(e.dtype)("softmax_div", g.specialize(), g.args, {"e": e, "s": s, "p": p})()
+    _loop_of("softmax_div", {"e": e, "s": s, "p": p})()
     assert np.isinf(p).all()
+
+
+def test_a_formula_of_one_call_stays_that_call():
+    # ReLU is one NumPy call (SIMD), faster than the loop; δ ⊙ φ′ of ReLU is two calls, one loop
+    from vnn.math.formulas import FORMULAS
+
+    a = np.zeros((4, 8), np.float32)
+    f = FORMULAS["relu"]
+    run = _loops(np.float32)("relu", f.specialize(), f.args, {"z": a, "a": a})
+    assert run.source.count("xnp.") == 1
+    g = FORMULAS["l2_grad"]
+    d, w = np.zeros((4, 8)), np.ones((4, 8))
+    run = _loops(np.float64)("l2_grad", g.specialize(), g.args, {"d": d, "w": w}, g.scalars)
+    assert "xnp." not in run.source
+    run(0.5)
+    np.testing.assert_array_equal(d, 0.5)
 
 
 def test_scalar_terms_are_worked_out_on_the_host_in_float64():
@@ -199,3 +223,52 @@ def test_the_job_estimate_uses_the_batches_the_data_allows(monkeypatch):
     net = vnn.MLP([3, 4, 2], output="softmax", seed=0)
     net.fit(rng.standard_normal((100, 3)), rng.integers(0, 2, 100), epochs=3, batch_size=10**5)
     assert seen == [(100, 3)]
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
+def test_the_loss_and_delta_are_one_loop_over_the_samples(output):
+    # Eqns (4)-(6) and δ(L)/|B| (Eqns 10-12) as one compiled loop, against the losses written
+    # out here in float64 (logits far from 0: softmax must subtract the column maximum)
+    from vnn.step.loss import plan_loss
+    from vnn.step.workspace import Workspace
+
+    rng = np.random.default_rng(1)
+    m, n = 5, 7
+    ws = Workspace(np, n, [3, m], np.dtype(np.float64), [], phi_prime=False, batched=True)
+    z = rng.standard_normal((m, n)) * 300.0
+    if output == "softmax":
+        y = np.eye(m)[:, rng.integers(0, m, n)]
+    else:
+        y = (rng.integers(0, 2, (m, n)).astype(float) if output == "sigmoid"
+             else rng.standard_normal((m, n)))
+    ws.ZL[...], ws.Y[...] = z, y
+    ws.scale = 0.25
+    run = plan_loss(_loops(np.float64), np, np.dtype(np.float64), output, ws)
+    assert run.__name__ == "<lambda>"  # the one loop, not the calls
+    J = run()
+    if output == "softmax":
+        lse = z.max(axis=0) + np.log(np.exp(z - z.max(axis=0)).sum(axis=0))
+        want_J, a = (lse - (y * z).sum(axis=0)).sum(), np.exp(z - lse)
+    elif output == "sigmoid":
+        want_J = (np.logaddexp(0, z) - y * z).sum()
+        from scipy.special import expit
+
+        a = expit(z)
+    else:
+        want_J, a = (0.5 * (z - y) ** 2).sum(), z
+    assert np.isfinite(J)
+    np.testing.assert_allclose(J, want_J, rtol=1e-12)
+    np.testing.assert_allclose(ws.DL, (a - y) * 0.25, rtol=1e-12, atol=1e-300)
+
+
+def test_a_column_loop_refuses_what_it_cannot_do():
+    import ast
+
+    z, d = np.zeros((3, 4)), np.zeros((3, 4))
+    ex = _loops(np.float64)
+    with pytest.raises(ValueError, match="reads"):  # a term reading what its own loop writes
+        ex.columns("t", [("map", "d", ast.Name("z"))], [(1, ast.Name("d"))], {"z": z, "d": d},
+                   frozenset())
+    with pytest.raises(ValueError, match="are not"):  # a buffer of another shape
+        ex.columns("t", [("map", "d", ast.Name("z"))], [(1, ast.Name("z"))],
+                   {"z": np.zeros((3, 5)), "d": d}, frozenset())

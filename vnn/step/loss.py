@@ -54,6 +54,9 @@ def plan_loss(execute: Calls, xnp: Any, dtype: Any, output: str,
     terms = [(1, element)]
     if loss.logsumexp:  # Eqn (6)'s per-sample term
         terms.append((1, FORMULAS["logsumexp"].expression))
+    one = _one_loop(execute, output, scaled, terms, arrays)
+    if one is not None:
+        return lambda: one(ws.scale)
     j_loss = total(xnp, dtype, terms, arrays, ws.TL, name="loss", constant=execute.constant,
                    known={} if fused_scale else {ast.unparse(delta): D},
                    ones=lambda x: ws.ones if tuple(x.shape) == tuple(ws.ones.shape) else None)
@@ -69,6 +72,25 @@ def plan_loss(execute: Calls, xnp: Any, dtype: Any, output: str,
         return J
 
     return run
+
+
+def _one_loop(execute: Calls, output: str, scaled: list[tuple[str, ast.expr]],
+              terms: list[tuple[int, ast.expr]], arrays: dict[str, Array]
+              ) -> Callable[[float], Any] | None:
+    """The same loss and δ(L) · 1/|B| as one loop over the samples, where the executor compiles
+    one (``Loops.columns``): softmax's column maximum, exp and sum, then δ(L) and the loss terms,
+    per sample."""
+    columns = getattr(execute, "columns", None)
+    if columns is None:
+        return None
+    stages: list[tuple[str, str, ast.expr]] = []
+    if output == "softmax":
+        stages += [("max", "mx", ast.Name("z")),
+                   ("map", *FORMULAS["softmax_exp"].specialize()[0]),
+                   ("sum", "s", ast.Name("e"))]
+    stages += [("map", t, e) for t, e in scaled]
+    return columns("loss_" + output, stages, terms, arrays,  # type: ignore[no-any-return]
+                   frozenset({"scale"}))
 
 
 def penalty(xnp: Any, dtype: Any, Theta: list[Array], b: list[Array]) -> Program:
