@@ -310,8 +310,6 @@ def columns(name: str, params: list[str], stages: list[tuple[str, str, str]],
     """The stages and terms of ``vnn.step.executors.Loops.columns`` as one compiled loop over
     the columns of 2-d buffers, called as ``f(*inputs)`` (None in ``inputs``: a number given per
     call, of the buffers' dtype). Buffers of one row are read once per column."""
-    import numba
-
     arrays = {n: a for n, a in zip(params, inputs) if isinstance(a, np.ndarray)}
     full = max((a.shape for a in arrays.values()), key=lambda s: s[0] * s[1])
     bad = [n for n, a in arrays.items() if a.ndim != 2 or a.shape[1] != full[1]

@@ -42,7 +42,14 @@ class NumpyBackend(Backend):
             def executor(xnp: Any, dtype: Any) -> Loops:
                 return Loops(xnp, dtype, loops.kernel, loops.calls_for(dtype), loops.columns)
         return preallocated.PreallocatedStep(np, W, b, hidden, output, lam, optimizer, _take,
-                                             l2_per_sample, executor=executor)
+                                             l2_per_sample, executor=executor, chunk=CHUNK)
+
+
+#: elements of the flat buffer per run of an update's NumPy calls: its operands stay in the cache
+#: from one call to the next. Measured here (784-2048-2048-10, 5.8M float32 parameters; L2 512 KiB
+#: a core, L3 32 MiB): Adam's 13 calls take 48-57 ms over the whole buffer, 21 ms in runs of 2^18
+#: (23 ms for 2^17, 24 ms for 2^19); momentum's 5 calls 17-19 ms, 9-12 ms.
+CHUNK = 2 ** 18
 
 
 def _take(AT: np.ndarray, cols: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.runners import VnnRunner, cuda_available, runners_for
+from bench.runners import VnnRunner, cuda_available, has, runners_for
 from bench.workloads import OPTIMIZERS, WORKLOADS, Workload
 
 PEERS = ("torch-eager", "jax-jit", "sklearn-mlp")
@@ -100,16 +100,17 @@ def need_bytes(w: Workload, dtype: str, steps: int) -> int:
     return item * ((2 + state) * params + acts + data)
 
 
-def peak_memory(w: Workload, dtype: str, steps: int) -> tuple[int, int]:
+def peak_memory(w: Workload, dtype: str, steps: int, loops: bool | None = None) -> tuple[int, int]:
     """Peak bytes allocated (tracemalloc, which sees NumPy's buffers) while vnn-numpy builds its
-    model and data and trains ``steps`` steps; and the bytes it needs by :func:`need_bytes`.
-    A one-step run first imports and initialises everything, so that the peak does not depend
-    on what this process happened to load before."""
-    VnnRunner(w, dtype, 1).run()
+    model and data and trains ``steps`` steps (``loops``: with the compiled loops, with NumPy's
+    calls, or as installed); and the bytes it needs by :func:`need_bytes`. A one-step run first
+    imports and initialises everything, so that the peak does not depend on what this process
+    happened to load before."""
+    VnnRunner(w, dtype, 1, loops=loops).run()
     gc.collect()
     tracemalloc.start()
     try:
-        r = VnnRunner(w, dtype, steps)
+        r = VnnRunner(w, dtype, steps, loops=loops)
         r.run()
         r.run()
         _, peak = tracemalloc.get_traced_memory()
@@ -166,8 +167,10 @@ def table(results: list[dict[str, Any]]) -> str:
             lines.append(row)
         if "memory" in res:
             m = res["memory"]
-            lines.append(f"  peak memory (vnn, tracemalloc): {m['peak'] / 2**20:.1f} MiB = "
-                         f"{m['peak'] / m['need']:.2f}x what it needs ({m['need'] / 2**20:.1f} MiB)")
+            peaks = m["peaks"] if "peaks" in m else {"vnn": m["peak"]}
+            lines.append("  peak memory (tracemalloc): " + ", ".join(
+                f"{row} {peak / 2**20:.1f} MiB = {peak / m['need']:.2f}x" for row, peak in
+                peaks.items()) + f" what it needs ({m['need'] / 2**20:.1f} MiB)")
     return "\n".join(lines)
 
 
@@ -245,8 +248,12 @@ def main(argv: list[str] | None = None) -> int:
                 "load": loads, "max_load": args.max_load, "dropped": dropped, "median": median,
             }
             if not args.no_memory and device == "cpu":
-                peak, need = peak_memory(w, args.dtype, steps)
-                res["memory"] = {"peak": peak, "need": need}
+                peaks = {}
+                for row, loops in (("vnn-compiled", True), ("vnn-numpy", False)):
+                    if loops and not has("numba"):
+                        continue
+                    peaks[row], need = peak_memory(w, args.dtype, steps, loops)
+                res["memory"] = {"peaks": peaks, "need": need}
             results.append(res)
     extra = {}
     if not args.no_memory and device == "cpu":

@@ -221,3 +221,45 @@ def test_compiled_loops_in_float32_equal_numpy_calls(monkeypatch, activation, op
         out.append((np.concatenate([np.ravel(p) for p in net.weights + net.biases]), h.loss))
     np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-4)
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_an_update_in_chunks_equals_the_portable_step(monkeypatch, opt, l2):
+    # NumPy's calls run an update of several calls over runs of CHUNK elements of the flat
+    # buffer (cache-sized); here runs of 7 elements, a last one shorter, over 73 parameters
+    from vnn.backends import numpy as numpy_backend
+
+    monkeypatch.setenv("VNN_NUMBA", "0")
+    monkeypatch.setattr(numpy_backend, "CHUNK", 7)
+    X, y, m_out = _data("softmax")
+    nets = []
+    for fast in (True, False):
+        net = vnn.MLP([5, 6, 4, m_out], output="softmax", dtype="float64", seed=2)
+        net.fast_path = fast
+        net.fit(X, y, optimizer=OPTIMIZERS[opt](), epochs=3, batch_size=8, l2=l2)
+        nets.append(net)
+    fast, ref = nets
+    for a, b in zip(fast.weights + fast.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-10, atol=1e-12)
+
+
+def test_an_update_in_chunks_has_a_chunk_of_scratch(monkeypatch):
+    from vnn.backends import numpy as numpy_backend
+
+    from vnn.train.trainer import Trainer
+
+    monkeypatch.setenv("VNN_NUMBA", "0")
+    monkeypatch.setattr(numpy_backend, "CHUNK", 16)
+    net = vnn.MLP([5, 6, 3], output="softmax", dtype="float64", seed=0)  # 57 parameters
+    step = Trainer(net, vnn.Adam(1e-3), 0.0).fast
+    opt = step.optimizer
+    run = step._update_program(opt.scalars(1), opt.update_formula)
+    parts = run.__closure__[[c for c in run.__code__.co_freevars].index("parts")].cell_contents
+    assert len(parts) == 4  # 16 + 16 + 16 + 9
+    roots = {id(v if v.base is None else v.base): (v if v.base is None else v.base)
+             for p in parts for v in p.run.__globals__.values() if isinstance(v, np.ndarray)}
+    for flat in [step.P, step.G] + [s[0] for s in step.state]:
+        roots.pop(id(flat))
+    # besides θ, ∇θ, m and v: one scratch buffer of one chunk, for all of them
+    assert [r.shape for r in roots.values()] == [(16,)]

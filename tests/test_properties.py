@@ -13,6 +13,7 @@ import tracemalloc
 import warnings
 
 import numpy as np
+import pytest
 from cases import HIDDEN, OPTIMIZERS, PAIRINGS
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -315,3 +316,25 @@ def test_training_steps_do_not_grow_memory():
         tracemalloc.stop()
     assert after - before < 4096, f"traced memory grew by {after - before} bytes over 10,000 steps"
     assert np.all(np.isfinite(vnn.to_numpy(net.weights[0])))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_fast_step_frees_the_old_parameters_before_it_allocates(optimizer):
+    # The fast step copies the parameters into one flat buffer and makes a gradient buffer (and
+    # the optimizer's state) of the same size. The model's own arrays must be let go before
+    # those are made: peak = flat parameters + gradient + state, never one copy more.
+    opt = vnn.SGD(0.01) if optimizer == "sgd" else vnn.Adam(1e-3)
+    vnn.train.Trainer(vnn.MLP([3, 2], seed=0), vnn.Adam(1e-3), 0.0)  # imports the step's modules
+    gc.collect()
+    tracemalloc.start()  # before the model: its arrays' release is seen
+    try:
+        net = vnn.MLP([500, 400, 10], activation="relu", output="softmax", seed=0)
+        size = sum(p.nbytes for p in net.theta)
+        tracemalloc.reset_peak()
+        trainer = vnn.train.Trainer(net, opt, 0.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert trainer.fast is not None
+    copies = 2 + (2 if optimizer == "adam" else 0)  # θ, ∇θ, and Adam's m, v
+    assert peak < (copies + 0.1) * size, f"{peak / size:.2f} parameter copies at the peak"

@@ -215,14 +215,25 @@ class Loops(Kernels):
         if any(isinstance(n, ast.Call) and getattr(n.func, "id", None) in self.calls_for
                for _, e in statements for n in ast.walk(e)):
             return Calls.__call__(self, name, statements, args, arrays, scalars, temp, consumable)
-        prog = Calls.__call__(self, name, statements, args, arrays, scalars, temp, consumable)
-        if prog.source.count("xnp.") <= 1:  # one pass anyway: the backend's (SIMD) call
-            return prog
+        if _one_operation(statements):  # one pass anyway: the backend's (SIMD) call
+            return Calls.__call__(self, name, statements, args, arrays, scalars, temp, consumable)
         return super().__call__(name, statements, args, arrays, scalars, temp, consumable)
 
     def make(self, name: str, ins: list[str], outs: list[str], body: str,
              inputs: list[Any], outputs: list[Array]) -> Any:
         return self.kernel(name, ins, outs, body, inputs, outputs)  # type: ignore[call-arg]
+
+
+def _one_operation(statements: Statements) -> bool:
+    """Whether the statements are one operation on names and numbers (``a = max(z, 0)``,
+    ``p = p - g``): one ufunc call, with no scratch."""
+    if len(statements) != 1:
+        return False
+    ops = [n for n in ast.walk(statements[0][1])
+           if isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare))]
+    return len(ops) == 1 and all(isinstance(c, (ast.Name, ast.Constant, ast.operator, ast.cmpop,
+                                                ast.unaryop, ast.expr_context))
+                                 for c in ast.iter_child_nodes(ops[0]))
 
 
 class Fused:

@@ -55,14 +55,18 @@ class PreallocatedStep:
                  output: str, lam: float, optimizer: Optimizer, take: Callable[..., Any],
                  l2_per_sample: bool = False, kernel: KernelMaker | None = None,
                  batched: bool = True,
-                 executor: Callable[[Any, Any], Calls] | None = None) -> None:
+                 executor: Callable[[Any, Any], Calls] | None = None,
+                 chunk: int | None = None) -> None:
         """``W`` and ``b`` are the model's parameter lists; their items are replaced by views of
         the flat buffer. With ``l2_per_sample`` the λ of a batch of n samples is ``lam / n``
         (scikit-learn's ``alpha``). ``kernel`` compiles a formula into one kernel (fused).
         ``batched``: Eqn (14) of a run of equal-shape layers as one 3-d product (else one 2-d
         product per layer). ``executor(xnp, dtype)`` makes another executor of the plan's
-        formulas (``vnn.step.executors.Loops``: compiled loops on the CPU)."""
+        formulas (``vnn.step.executors.Loops``: compiled loops on the CPU). ``chunk``: run an
+        update of several calls over runs of this many elements of the flat buffer (a CPU's
+        cache), not over all of it at once."""
         self.xnp, self.hidden, self.output, self.lam = xnp, hidden, output, lam
+        self.chunk = chunk
         self.batched = batched
         self.l2_per_sample, self.kernel = l2_per_sample, kernel
         self.dtype = W[0].dtype
@@ -201,10 +205,37 @@ class PreallocatedStep:
         run(*values)
 
     def _update_program(self, scalars: dict[str, float], f: Any) -> Callable[..., Any]:
-        arrays = {"p": self.P, "g": self.G, **{n: s[0] for n, s in
-                                               zip(self.optimizer.state_names, self.state)}}
+        """The update formula over the flat buffers: one program; or, given ``chunk`` and a
+        formula of several calls, one program per run of ``chunk`` elements, all run in turn,
+        so that each call's operands are still in the CPU's cache for the next call, and the
+        scratch is one chunk instead of a whole copy of θ (the same formula on every element)."""
+        n, size = int(self.P.shape[0]), self.chunk
+        if size is None or n <= size or self.execute.fuses:
+            return self._update_on(0, n, scalars, f, lambda: self.xnp.empty_like(self.P))
+        scratch = self.xnp.empty((size,), dtype=self.dtype)
+        parts = [self._update_on(0, size, scalars, f, lambda: scratch)]
+        if parts[0].source.count("xnp.") <= 1:  # one pass anyway (p −= g): no chunks
+            return self._update_on(0, n, scalars, f, lambda: self.xnp.empty_like(self.P))
+
+        def first(k: int) -> Callable[[], Array]:  # the scratch of a run of k elements
+            return lambda: scratch[:k]
+
+        parts += [self._update_on(i, min(n, i + size), scalars, f, first(min(n, i + size) - i))
+                  for i in range(size, n, size)]
+
+        def run(*values: float) -> None:
+            for part in parts:
+                part(*values)
+
+        return run
+
+    def _update_on(self, i: int, j: int, scalars: dict[str, float], f: Any,
+                   temp: Callable[[], Array]) -> Any:
+        """The update formula's program over elements ``i:j`` of the flat buffers."""
+        arrays = {"p": self.P[i:j], "g": self.G[i:j],
+                  **{n: s[0][i:j] for n, s in zip(self.optimizer.state_names, self.state)}}
         return self.execute(f.name, f.specialize(f.key(scalars)), f.args, arrays, f.scalars,
-                            temp=lambda: self.xnp.empty_like(self.P), consumable=frozenset("g"))
+                            temp=temp, consumable=frozenset("g"))
 
     # -- the plan --------------------------------------------------------------------------------------
     def plan(self, ws: Workspace) -> None:

@@ -41,10 +41,17 @@ class Trainer:
         self.l2_per_sample, self.reduce = l2_per_sample, reduce
         self.fast = None
         if net.fast_path:
-            theta = net.theta
-            self.fast = net.backend.fast_step(theta[0::2], theta[1::2], net.activation,
-                                              net.output, net.loss, lam, optimizer, l2_per_sample,
-                                              steps=steps, batch=batch)
+            W, b = net.theta[0::2], net.theta[1::2]
+            # The step moves the parameters into its own buffer and replaces the items of W and
+            # b with views of it: the model lets go of its arrays first, so that they are freed
+            # before the step allocates its gradient (peak memory: one copy of θ fewer).
+            net.theta = []
+            try:
+                self.fast = net.backend.fast_step(W, b, net.activation, net.output, net.loss, lam,
+                                                  optimizer, l2_per_sample, steps=steps,
+                                                  batch=batch)
+            finally:
+                net.theta = [p for pair in zip(W, b) for p in pair]
         if self.fast is not None:  # views of its flat buffer
             net.theta = [p for pair in zip(self.fast.W, self.fast.b) for p in pair]
             self.fast.reduce = reduce
