@@ -44,9 +44,11 @@ def calibrate(w: Workload, dtype: str, device: str, seconds: float) -> int:
 
 
 def measure(w: Workload, dtype: str, device: str, rounds: int, steps: int,
-            log: Any = sys.stderr) -> tuple[dict[str, list[float]], list[float]]:
+            log: Any = sys.stderr, gap: float = 0.0) -> tuple[dict[str, list[float]], list[float]]:
     """Samples/s of every contender in each round, and each round's load: the most cores other
-    processes kept busy during any of its runs (nan where the machine cannot tell)."""
+    processes kept busy during any of its runs (nan where the machine cannot tell). Each timed
+    run follows ``gap`` seconds of idle: the thread pools of the contender before (OpenBLAS,
+    XLA's, PyTorch's) spin for a while after their last call and would take a core from it."""
     made = []
     for name, factory in runners_for(device):
         try:
@@ -61,6 +63,7 @@ def measure(w: Workload, dtype: str, device: str, rounds: int, steps: int,
         order = made[k % len(made):] + made[:k % len(made)]
         worst = 0.0
         for name, r in order:
+            time.sleep(gap)
             with machine.Load() as load:
                 t0 = time.perf_counter()
                 r.run()
@@ -152,7 +155,9 @@ def table(results: list[dict[str, Any]]) -> str:
         if all_loaded(res.get("load", []), res.get("max_load", 0.5)):
             note = f", every round loaded (other processes above {res['max_load']} cores)"
         lines.append(f"\n{res['workload']}: {res['label']} ({res['dtype']}), "
-                     f"{res['steps']} steps per run, {res['rounds']} rounds{note}")
+                     f"{res['steps']} steps per run, {res['rounds']} rounds"
+                     + (f", {res['gap']:g} s idle before each run" if res.get("gap") else "")
+                     + note)
         peers = [p for p in PEERS if p in med]
         head = f"  {'contender':<22}{'samples/s':>12}  {'min-max':>21}"
         head += "".join(f"{'x ' + p.split('-')[0]:>10}" for p in peers) + f"{'% floor':>9}"
@@ -215,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="drop rounds in which other processes kept more cores busy (default 0.5)")
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--seconds", type=float, default=0.25, help="target length of one timed run")
+    p.add_argument("--gap", type=float, default=0.2,
+                   help="seconds of idle before each timed run (other pools' threads stop spinning)")
     p.add_argument("--out", default="bench/results", help="folder for the JSON, PNG and table")
     p.add_argument("--tag", default=None, help="file name stem (default: cpu or cuda)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
@@ -240,11 +247,12 @@ def main(argv: list[str] | None = None) -> int:
             w = dataclasses.replace(WORKLOADS[name], optimizer=opt)
             steps = calibrate(w, args.dtype, device, args.seconds)
             print(f"{name} ({opt}): {steps} steps per timed run ...", file=sys.stderr)
-            rates, loads = measure(w, args.dtype, device, args.rounds, steps)
+            rates, loads = measure(w, args.dtype, device, args.rounds, steps, gap=args.gap)
             median, dropped = clean(rates, loads, args.max_load)
             res: dict[str, Any] = {
                 "workload": name, "optimizer": opt, "label": w.label, "dtype": args.dtype,
-                "steps": steps, "batch": w.batch, "rounds": args.rounds, "rates": rates,
+                "steps": steps, "batch": w.batch, "rounds": args.rounds, "gap": args.gap,
+                "rates": rates,
                 "load": loads, "max_load": args.max_load, "dropped": dropped, "median": median,
             }
             if not args.no_memory and device == "cpu":

@@ -3,7 +3,8 @@
 For the canonical pairings δ(L) = a(L) − y (the ``output_delta`` formula with the output's φ
 substituted for a); the loss is the sum of its formula over the batch, computed with dot products
 where a term allows (``vnn.step.compile.total``), reading δ(L) where the loss contains it (squared
-error: ½ (a − y)·(a − y)).
+error: ½ (a − y)·(a − y)). An executor that compiles loops over the samples (``Loops.columns``,
+numba) runs all of it, softmax's column maximum and sum included, as one loop.
 """
 
 from __future__ import annotations
