@@ -272,17 +272,8 @@ def columns_source(name: str, params: list[str], stages: list[tuple[str, str, st
            f"    for i1 in range({rows}.shape[1]):"]
     body = "        "
     inner = body + "    "
-    # one loop over the column's elements for each run of maps and the reductions right after
-    # them (a reduction reads elements the same iteration has just written)
-    groups: list[list[tuple[str, str, str]]] = []
-    for st in stages:
-        reduced = {t for kind, t, _ in groups[-1] if kind != "map"} if groups else set()
-        after = st[0] == "map" and groups and groups[-1][-1][0] != "map"
-        if not groups or after or reduced & _names(st[2]):  # it reads a finished reduction
-            groups.append([st])
-        else:
-            groups[-1].append(st)
-    last = max((g for g, group in enumerate(groups) if group[0][0] == "map"), default=-1)
+    groups = _groups(stages)
+    last = _last_maps(groups)
     for g, group in enumerate(groups):
         reductions = [(k, st) for k, st in enumerate(group) if st[0] != "map"]
         out += [body + (f"acc{k} = -math.inf" if kind == "max" else f"acc{k} = 0.0")
@@ -295,9 +286,13 @@ def columns_source(name: str, params: list[str], stages: list[tuple[str, str, st
             if kind == "map":
                 out.append(f"{inner}{element(target)} = {element(expr)}")
             else:
-                step = (f"max(acc{k}, {element(expr)})" if kind == "max"
-                        else f"acc{k} + {element(expr)}")
-                out.append(f"{inner}acc{k} = {step}")
+                x = element(expr)
+                if kind == "max":  # NumPy's maximum: a NaN stays (Python's max would drop it)
+                    out.append(f"{inner}x{k} = {x}")
+                    out.append(f"{inner}acc{k} = x{k} if (x{k} > acc{k} or x{k} != x{k}) "
+                               f"else acc{k}")
+                else:
+                    out.append(f"{inner}acc{k} = acc{k} + {x}")
         out += [f"{body}{target}[0, i1] = acc{k}" for k, (_, target, _) in reductions]
     out += [f"{body}total += {'-' if sign < 0 else ''}({element(t)})"
             for (sign, t), col in zip(terms, per_column) if col]
@@ -316,17 +311,43 @@ def columns(name: str, params: list[str], stages: list[tuple[str, str, str]],
            or a.shape[0] not in (1, full[0])]
     if bad:
         raise ValueError(f"loop {name}: buffers {bad} are not ({full[0]} or 1, {full[1]})")
-    last = [t for k, t, _ in stages if k == "map"][-1:] if stages and stages[-1][0] == "map" else []
-    if any(t in _names(term) for _, term in terms for t in last):
-        raise ValueError(f"loop {name}: a term reads {last}, which its loop writes")
     rows = next(n for n, a in arrays.items() if a.shape == full)
     index = {n: _index(a, full) for n, a in arrays.items()}
     read = [[n for n in _names(t) if n in arrays] for _, t in terms]
     if not all(read):
         raise ValueError(f"loop {name}: a term reads no buffer")
-    per_column = [all(arrays[n].shape[0] == 1 for n in r) for r in read]
+    # a term of row buffers is summed once per column after the loops; the others inside the
+    # last loop of maps, before its statements: they must not read what it or a later loop writes
+    per_column = [full[0] > 1 and all(arrays[n].shape[0] == 1 for n in r) for r in read]
+    groups = _groups(stages)
+    last = _last_maps(groups)
+    late = {t for group in groups[max(last, 0):] for _, t, _ in group}
+    for r, col in zip(read, per_column):
+        if not col and (last < 0 or late & set(r)):
+            raise ValueError(f"loop {name}: a term of every element reads {sorted(late & set(r))}"
+                             f", written in or after its loop (or there is no loop of maps)")
     source = columns_source(name, params, stages, terms, index, rows, per_column)
     return _compiled(name, source, arrays[rows].dtype.type, inputs)
+
+
+def _groups(stages: list[tuple[str, str, str]]) -> list[list[tuple[str, str, str]]]:
+    """The stages as the loops over a column's elements: a run of maps and the reductions right
+    after them share one (a reduction reads elements the same iteration has just written); a
+    map after a reduction, or a reduction reading one just finished, starts the next."""
+    groups: list[list[tuple[str, str, str]]] = []
+    for st in stages:
+        reduced = {t for kind, t, _ in groups[-1] if kind != "map"} if groups else set()
+        after = st[0] == "map" and bool(groups) and groups[-1][-1][0] != "map"
+        if not groups or after or reduced & _names(st[2]):
+            groups.append([st])
+        else:
+            groups[-1].append(st)
+    return groups
+
+
+def _last_maps(groups: list[list[tuple[str, str, str]]]) -> int:
+    """The index of the last loop that has maps (-1: none)."""
+    return max((g for g, group in enumerate(groups) if group[0][0] == "map"), default=-1)
 
 
 def _names(expr: str) -> set[str]:

@@ -20,8 +20,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from vnn.backends import loops as compiled_loops
+
 from bench import machine
-from bench.runners import VnnRunner, cuda_available, has, runners_for
+from bench.runners import VnnRunner, cuda_available, runners_for
 from bench.workloads import OPTIMIZERS, WORKLOADS, Workload
 
 PEERS = ("torch-eager", "jax-jit", "sklearn-mlp")
@@ -226,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default=None, help="file name stem (default: cpu or cuda)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     args = p.parse_args(argv)
+    if not args.gap >= 0:
+        p.error(f"--gap {args.gap}: expected a number of seconds >= 0")
 
     device = args.device
     if device.startswith("cuda") and not cuda_available():
@@ -258,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_memory and device == "cpu":
                 peaks = {}
                 for row, loops in (("vnn-compiled", True), ("vnn-numpy", False)):
-                    if loops and not has("numba"):
+                    if loops and compiled_loops.version() is None:  # numba not importable
                         continue
                     peaks[row], need = peak_memory(w, args.dtype, steps, loops)
                 res["memory"] = {"peaks": peaks, "need": need}

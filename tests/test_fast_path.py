@@ -263,3 +263,22 @@ def test_an_update_in_chunks_has_a_chunk_of_scratch(monkeypatch):
         roots.pop(id(flat))
     # besides θ, ∇θ, m and v: one scratch buffer of one chunk, for all of them
     assert [r.shape for r in roots.values()] == [(16,)]
+
+
+def test_an_update_in_chunks_gives_each_temporary_its_own_buffer(monkeypatch):
+    # a formula needing two temporaries at once: each must be a buffer of its own in every run
+    from vnn.backends import numpy as numpy_backend
+
+    from vnn.math.formula import Formula
+    from vnn.train.trainer import Trainer
+
+    monkeypatch.setenv("VNN_NUMBA", "0")
+    monkeypatch.setattr(numpy_backend, "CHUNK", 16)
+    net = vnn.MLP([5, 6, 3], output="softmax", dtype="float64", seed=0)  # 57 parameters
+    step = Trainer(net, vnn.SGD(0.1), 0.0).fast
+    f = Formula("two_temps", "p = p * g + (g * g + p) * (p * g + g)", "p, g")
+    rng = np.random.default_rng(0)
+    step.P[...], step.G[...] = rng.standard_normal(57), rng.standard_normal(57)
+    p, g = step.P.copy(), step.G.copy()
+    step._update_program({}, f)()
+    np.testing.assert_allclose(step.P, p * g + (g * g + p) * (p * g + g), rtol=1e-14)

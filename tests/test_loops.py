@@ -225,35 +225,44 @@ def test_the_job_estimate_uses_the_batches_the_data_allows(monkeypatch):
     assert seen == [(100, 3)]
 
 
-@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
-def test_the_loss_and_delta_are_one_loop_over_the_samples(output):
+@pytest.mark.parametrize("m", [5, 1])  # one output row: every term inside the loop
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity", "exp"])
+def test_the_loss_and_delta_are_one_loop_over_the_samples(output, m):
     # Eqns (4)-(6) and δ(L)/|B| (Eqns 10-12) as one compiled loop, against the losses written
     # out here in float64 (logits far from 0: softmax must subtract the column maximum)
+    from scipy.special import expit, xlogy
+
     from vnn.step.loss import plan_loss
     from vnn.step.workspace import Workspace
 
     rng = np.random.default_rng(1)
-    m, n = 5, 7
+    n = 7
     ws = Workspace(np, n, [3, m], np.dtype(np.float64), [], phi_prime=False, batched=True)
-    z = rng.standard_normal((m, n)) * 300.0
+    z = rng.standard_normal((m, n)) * (3.0 if output == "exp" else 300.0)
     if output == "softmax":
         y = np.eye(m)[:, rng.integers(0, m, n)]
+    elif output == "exp":  # counts, zeros among them (y log y = 0 there)
+        y = rng.poisson(2.0, (m, n)).astype(float)
+        y[0, 0] = 0.0
     else:
         y = (rng.integers(0, 2, (m, n)).astype(float) if output == "sigmoid"
              else rng.standard_normal((m, n)))
     ws.ZL[...], ws.Y[...] = z, y
     ws.scale = 0.25
+    before = len(loops.COMPILES)
     run = plan_loss(_loops(np.float64), np, np.dtype(np.float64), output, ws)
     assert run.__name__ == "<lambda>"  # the one loop, not the calls
+    # nothing else was compiled for it (an unused δ(L) or exp loop)
+    assert {c[0] for c in loops.COMPILES[before:]} <= {f"vnn_loss_{output}"}
     J = run()
     if output == "softmax":
         lse = z.max(axis=0) + np.log(np.exp(z - z.max(axis=0)).sum(axis=0))
         want_J, a = (lse - (y * z).sum(axis=0)).sum(), np.exp(z - lse)
     elif output == "sigmoid":
-        want_J = (np.logaddexp(0, z) - y * z).sum()
-        from scipy.special import expit
-
-        a = expit(z)
+        want_J, a = (np.logaddexp(0, z) - y * z).sum(), expit(z)
+    elif output == "exp":
+        a = np.exp(z)
+        want_J = (a - y * z + xlogy(y, y) - y).sum()
     else:
         want_J, a = (0.5 * (z - y) ** 2).sum(), z
     assert np.isfinite(J)
@@ -261,14 +270,33 @@ def test_the_loss_and_delta_are_one_loop_over_the_samples(output):
     np.testing.assert_allclose(ws.DL, (a - y) * 0.25, rtol=1e-12, atol=1e-300)
 
 
+def test_the_loss_loop_keeps_a_nan_as_numpy_does():
+    # softmax's column maximum as NumPy's maximum.reduce: a NaN logit gives a NaN maximum (a
+    # plain max(acc, x) would keep the others), and that sample's J and δ(L) are NaN
+    from vnn.step.loss import plan_loss
+    from vnn.step.workspace import Workspace
+
+    ws = Workspace(np, 2, [3, 3], np.dtype(np.float64), [], phi_prime=False, batched=True)
+    ws.ZL[...] = [[1.0, 0.0], [np.nan, 0.0], [0.5, 0.0]]
+    ws.Y[...] = [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
+    ws.scale = 1.0
+    J = plan_loss(_loops(np.float64), np, np.dtype(np.float64), "softmax", ws)()
+    assert np.isnan(ws.r1[0, 0]) and ws.r1[0, 1] == 0.0
+    assert np.isnan(J) and np.isnan(ws.DL[:, 0]).all() and np.isfinite(ws.DL[:, 1]).all()
+
+
 def test_a_column_loop_refuses_what_it_cannot_do():
     import ast
 
     z, d = np.zeros((3, 4)), np.zeros((3, 4))
     ex = _loops(np.float64)
-    with pytest.raises(ValueError, match="reads"):  # a term reading what its own loop writes
+    with pytest.raises(ValueError, match="written in"):  # a term reading what its loop writes
         ex.columns("t", [("map", "d", ast.Name("z"))], [(1, ast.Name("d"))], {"z": z, "d": d},
                    frozenset())
+    with pytest.raises(ValueError, match="written in or after"):  # a later reduction's row
+        ex.columns("t", [("map", "d", ast.Name("z")), ("sum", "s", ast.Name("d"))],
+                   [(1, ast.BinOp(ast.Name("z"), ast.Mult(), ast.Name("s")))],
+                   {"z": z, "d": d, "s": np.zeros((1, 4))}, frozenset())
     with pytest.raises(ValueError, match="are not"):  # a buffer of another shape
         ex.columns("t", [("map", "d", ast.Name("z"))], [(1, ast.Name("z"))],
                    {"z": np.zeros((3, 5)), "d": d}, frozenset())

@@ -32,32 +32,32 @@ def plan_loss(execute: Calls, xnp: Any, dtype: Any, output: str,
     Z, D = ws.ZL, ws.DL
     loss = LOSSES[CANONICAL[output]]
     arrays = {"z": Z, "y": ws.Y, "d": D, "mx": ws.r1, "s": ws.r2, "e": ws.TL}
-    if output == "softmax":  # a = e / s, e = exp(z − max z), s = Σ e
-        a = FORMULAS["softmax_div"].expression
-        f = FORMULAS["softmax_exp"]
-        pre = [(xnp.maximum.reduce, (Z, 0, None, ws.r1, True))]
-        pre += calls(execute("softmax_exp", f.specialize(), f.args, arrays))
-        pre += [(xnp.add.reduce, (ws.TL, 0, None, ws.r2, True))]
-    else:
-        a, pre = FORMULAS[output].expression, []
+    # a = e / s, e = exp(z − max z), s = Σ e for softmax
+    a = FORMULAS["softmax_div" if output == "softmax" else output].expression
     delta = substitute(FORMULAS["output_delta"].expression, {"a": a})
     element = FORMULAS[loss.name].expression
     if loss.on == "a":
         element = substitute(element, {"a": a})
-    # δ(L) times 1/|B| in one kernel where the loss does not read δ(L) (the fused step)
-    fused_scale = execute.fuses and loss.on != "a"
-    args = ("z", "e", "s", "y", "scale")
     scaled: list[tuple[str, ast.expr]] = [("d", ast.BinOp(delta, ast.Mult(), ast.Name("scale")))]
-    scale_delta = (execute("delta_" + output, scaled, args, arrays, frozenset({"scale"}))
-                   if fused_scale else None)
-    if not fused_scale:
-        pre += calls(execute("delta", [("d", delta)], args, arrays))
     terms = [(1, element)]
     if loss.logsumexp:  # Eqn (6)'s per-sample term
         terms.append((1, FORMULAS["logsumexp"].expression))
     one = _one_loop(execute, output, scaled, terms, arrays)
     if one is not None:
         return lambda: one(ws.scale)
+    pre: list[tuple[Any, tuple[Any, ...]]] = []
+    if output == "softmax":
+        f = FORMULAS["softmax_exp"]
+        pre = [(xnp.maximum.reduce, (Z, 0, None, ws.r1, True))]
+        pre += calls(execute("softmax_exp", f.specialize(), f.args, arrays))
+        pre += [(xnp.add.reduce, (ws.TL, 0, None, ws.r2, True))]
+    # δ(L) times 1/|B| in one kernel where the loss does not read δ(L) (the fused step)
+    fused_scale = execute.fuses and loss.on != "a"
+    args = ("z", "e", "s", "y", "scale")
+    scale_delta = (execute("delta_" + output, scaled, args, arrays, frozenset({"scale"}))
+                   if fused_scale else None)
+    if not fused_scale:
+        pre += calls(execute("delta", [("d", delta)], args, arrays))
     j_loss = total(xnp, dtype, terms, arrays, ws.TL, name="loss", constant=execute.constant,
                    known={} if fused_scale else {ast.unparse(delta): D},
                    ones=lambda x: ws.ones if tuple(x.shape) == tuple(ws.ones.shape) else None)
@@ -90,8 +90,11 @@ def _one_loop(execute: Calls, output: str, scaled: list[tuple[str, ast.expr]],
                    ("map", *FORMULAS["softmax_exp"].specialize()[0]),
                    ("sum", "s", ast.Name("e"))]
     stages += [("map", t, e) for t, e in scaled]
-    return columns("loss_" + output, stages, terms, arrays,  # type: ignore[no-any-return]
-                   frozenset({"scale"}))
+    try:
+        return columns("loss_" + output, stages, terms, arrays,  # type: ignore[no-any-return]
+                       frozenset({"scale"}))
+    except ValueError:  # a loss the loop cannot take: the calls
+        return None
 
 
 def penalty(xnp: Any, dtype: Any, Theta: list[Array], b: list[Array]) -> Program:

@@ -212,15 +212,23 @@ class PreallocatedStep:
         n, size = int(self.P.shape[0]), self.chunk
         if size is None or n <= size or self.execute.fuses:
             return self._update_on(0, n, scalars, f, lambda: self.xnp.empty_like(self.P))
-        scratch = self.xnp.empty((size,), dtype=self.dtype)
-        parts = [self._update_on(0, size, scalars, f, lambda: scratch)]
+        scratch: list[Array] = []  # the i-th temporary a run asks for: scratch[i], one run long
+
+        def temps(k: int) -> Callable[[], Array]:  # the temporaries of a run of k elements
+            asked = [0]
+
+            def temp() -> Array:
+                i, asked[0] = asked[0], asked[0] + 1
+                if i == len(scratch):
+                    scratch.append(self.xnp.empty((size,), dtype=self.dtype))
+                return scratch[i][:k]
+
+            return temp
+
+        parts = [self._update_on(0, size, scalars, f, temps(size))]
         if parts[0].source.count("xnp.") <= 1:  # one pass anyway (p −= g): no chunks
             return self._update_on(0, n, scalars, f, lambda: self.xnp.empty_like(self.P))
-
-        def first(k: int) -> Callable[[], Array]:  # the scratch of a run of k elements
-            return lambda: scratch[:k]
-
-        parts += [self._update_on(i, min(n, i + size), scalars, f, first(min(n, i + size) - i))
+        parts += [self._update_on(i, min(n, i + size), scalars, f, temps(min(n, i + size) - i))
                   for i in range(size, n, size)]
 
         def run(*values: float) -> None:
