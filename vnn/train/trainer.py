@@ -41,17 +41,13 @@ class Trainer:
         self.l2_per_sample, self.reduce = l2_per_sample, reduce
         self.fast = None
         if net.fast_path:
-            W, b = net.theta[0::2], net.theta[1::2]
-            # The step moves the parameters into its own buffer and replaces the items of W and
-            # b with views of it: the model lets go of its arrays first, so that they are freed
-            # before the step allocates its gradient (peak memory: one copy of θ fewer).
-            net.theta = []
-            try:
-                self.fast = net.backend.fast_step(W, b, net.activation, net.output, net.loss, lam,
-                                                  optimizer, l2_per_sample, steps=steps,
-                                                  batch=batch)
-            finally:
-                net.theta = [p for pair in zip(W, b) for p in pair]
+            # The model's own lists: the step replaces their items with views of its flat buffer
+            # once it has copied them, so the old arrays are freed before it allocates its
+            # gradient (peak memory: one copy of θ fewer), and a thread predicting meanwhile
+            # always finds parameters there.
+            self.fast = net.backend.fast_step(net._W, net._b, net.activation, net.output,
+                                              net.loss, lam, optimizer, l2_per_sample,
+                                              steps=steps, batch=batch)
         if self.fast is not None:  # views of its flat buffer
             net.theta = [p for pair in zip(self.fast.W, self.fast.b) for p in pair]
             self.fast.reduce = reduce
