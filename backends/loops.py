@@ -139,6 +139,11 @@ def _index(arr: Any, shape: tuple[int, ...]) -> str | None:
     return "[" + ", ".join(axes) + "]"
 
 
+#: the start of every loop module: serial, IEEE-exact (NumPy's error model), cached on disk
+_HEADER = ["import math", "", "import numba", "", "",
+           '@numba.njit(cache=True, nogil=True, error_model="numpy")']
+
+
 class _Element(ast.NodeTransformer):
     """A kernel body's names as the loop's elements (``index``: name -> subscript, None for a
     number), its functions as the compiled loops call them."""
@@ -163,9 +168,7 @@ def loop_source(name: str, ins: list[str], outs: list[str], body: str,
     tree = ast.parse("\n".join(st.strip() for st in body.split(";")))
     lines = [ast.unparse(_Element(index).visit(st)) for st in tree.body]
     first = outs[0]
-    src = ["import math", "", "import numba", "", "",
-           '@numba.njit(cache=True, nogil=True, error_model="numpy")',
-           f"def {name}({', '.join(ins + outs)}):"]
+    src = [*_HEADER, f"def {name}({', '.join(ins + outs)}):"]
     pad = "    "
     for k in range(ndim):
         src.append(f"{pad}for i{k} in range({first}.shape[{k}]):")
@@ -265,9 +268,7 @@ def columns_source(name: str, params: list[str], stages: list[tuple[str, str, st
     def element(expr: str) -> str:
         return ast.unparse(_Element(index).visit(ast.parse(expr, mode="eval").body))
 
-    out = ["import math", "", "import numba", "", "",
-           '@numba.njit(cache=True, nogil=True, error_model="numpy")',
-           f"def {name}({', '.join(params)}):",
+    out = [*_HEADER, f"def {name}({', '.join(params)}):",
            "    total = 0.0",
            f"    for i1 in range({rows}.shape[1]):"]
     body = "        "

@@ -303,6 +303,20 @@ def _learn(gen: _Gen, known: Mapping[str, Array] | None) -> None:
 
 
 # -- the fused execution: one CUDA kernel ------------------------------------------------------------
+def named_numbers(expr: ast.expr, numbers: dict[float, str]) -> ast.expr:
+    """A copy of ``expr`` with every number replaced by a name ``_k0, _k1, ..`` (``numbers``:
+    value -> name, extended here), so that a compiled kernel takes it as an input of its type."""
+
+    class Numbers(ast.NodeTransformer):
+        def visit_Constant(self, c: ast.Constant) -> ast.AST:
+            value = float(c.value)  # type: ignore[arg-type]
+            if value not in numbers:
+                numbers[value] = f"_k{len(numbers)}"
+            return ast.Name(numbers[value])
+
+    return Numbers().visit(ast.parse(ast.unparse(expr), mode="eval").body)  # type: ignore[no-any-return]
+
+
 def kernel_source(statements: Statements, args: tuple[str, ...]
                   ) -> tuple[list[str], list[str], str, dict[str, float]]:
     """The statements as one elementwise kernel: (inputs, outputs, body, numbers).
@@ -312,16 +326,7 @@ def kernel_source(statements: Statements, args: tuple[str, ...]
     changes the precision. Outputs are what the statements assign (read and written in place);
     inputs, in the order of ``args``, every other name they read, then the numbers."""
     numbers: dict[float, str] = {}
-
-    class Numbers(ast.NodeTransformer):
-        def visit_Constant(self, c: ast.Constant) -> ast.AST:
-            value = float(c.value)  # type: ignore[arg-type]
-            if value not in numbers:
-                numbers[value] = f"_k{len(numbers)}"
-            return ast.Name(numbers[value])
-
-    done = [(t, Numbers().visit(ast.parse(ast.unparse(e), mode="eval").body))
-            for t, e in statements]
+    done = [(t, named_numbers(e, numbers)) for t, e in statements]
     outs = list(dict.fromkeys(t for t, _ in done))
     read = {n.id for _, e in done for n in ast.walk(e) if isinstance(n, ast.Name)}
     ins = [a for a in args if a in read and a not in outs] + list(numbers.values())

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vnn.math.formula import is_array, substitute
-from vnn.step.compile import _MATH, Program, kernel_source, program
+from vnn.step.compile import _MATH, Program, kernel_source, named_numbers, program
 
 Array = Any
 Statements = list[tuple[str, ast.expr]]
@@ -178,17 +178,10 @@ class Loops(Kernels):
         (Eqns 10-12) in one pass over each sample's outputs."""
         if self._columns is None:
             return None
-        numbers: dict[float, str] = {}
-
-        class Numbers(ast.NodeTransformer):  # every number an argument of the buffers' type
-            def visit_Constant(self, c: ast.Constant) -> ast.AST:
-                value = float(c.value)  # type: ignore[arg-type]
-                if value not in numbers:
-                    numbers[value] = f"_k{len(numbers)}"
-                return ast.Name(numbers[value])
+        numbers: dict[float, str] = {}  # every number an argument of the buffers' type
 
         def text(e: ast.expr) -> str:
-            return ast.unparse(Numbers().visit(substitute(e, {})))
+            return ast.unparse(named_numbers(e, numbers))
 
         staged = [(kind, target, text(e)) for kind, target, e in stages]
         summed = [(sign, text(e)) for sign, e in terms]
